@@ -1,0 +1,57 @@
+"""The HTTP contract between clients and silos: routes, headers, media types, limits.
+
+Imported by both ``bayou.client`` and ``bayou.runtime``; it depends on nothing else of bayou
+but the codec, so the client stays importable without the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from bayou import codec
+
+API_PREFIX: Final = "/v1"
+CALL_ROUTE: Final = "/v1/actors/{type}/{key}/{method}"
+TELL_ROUTE: Final = "/v1/actors/{type}/{key}/{method}/tell"
+CLUSTER_ROUTE: Final = "/v1/cluster"
+OPENAPI_ROUTE: Final = "/v1/openapi.json"
+
+IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+# Seconds the caller is prepared to wait for a reply; the silo answers 504 past it.
+TIMEOUT_HEADER: Final = "Bayou-Timeout"
+
+JSON: Final = "application/json"
+MSGPACK: Final = "application/msgpack"
+
+MAX_KEY_LENGTH: Final = 256
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256
+
+
+def key_problem(key: str, what: str = "key") -> str | None:
+    """Why ``key`` is not a valid actor key or idempotency key, or None if it is fine."""
+    if not key:
+        return f"{what} must not be empty"
+    limit = MAX_KEY_LENGTH if what == "key" else MAX_IDEMPOTENCY_KEY_LENGTH
+    if len(key) > limit:
+        return f"{what} is longer than {limit} characters"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return f"{what} contains control characters"
+    return None
+
+
+def encode_body(value: Any, media_type: str) -> bytes:
+    """Serialize a request or response body in the given media type."""
+    if media_type == MSGPACK:
+        return codec.pack(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_body(data: bytes, media_type: str) -> Any:
+    """Parse a body; raises ValueError on malformed input."""
+    if media_type == MSGPACK:
+        try:
+            return codec.unpack(data)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise ValueError(f"malformed msgpack: {exc}") from None
+    return json.loads(data)
