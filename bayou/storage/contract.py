@@ -1,0 +1,181 @@
+"""The storage contract every backend fulfils: journal, snapshots, kv, inbox, steps, ownership.
+
+Storage sees actors only as ``(type, key, partition)`` and payloads only as bytes; it never
+imports an actor class. Every write that belongs to an actor is *fenced*: it carries the
+partition's ``{silo, epoch}`` and is rejected with ``FencedWrite`` unless the partition is
+still owned by that silo at that epoch, checked atomically with the write itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ActorKey:
+    """Where an actor's records live: its type name, its key, and its partition."""
+
+    type: str
+    key: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Proof of ownership a writer presents: the partition, its owner and the epoch held."""
+
+    partition: int
+    silo: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """The ownership record of one partition. ``silo`` is None once released."""
+
+    partition: int
+    silo: str | None
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One committed invocation, ``seq`` counting from 1 per actor; ``data`` is opaque."""
+
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An actor's state as of journal record ``seq`` (0 = before any record)."""
+
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """A durable one-way message waiting for its actor; ``id`` is unique per actor."""
+
+    id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one invocation makes durable, applied all-or-nothing.
+
+    ``kv_writes`` maps a kv key to its new value, or to None to delete it. ``inbox_ack``
+    removes the inbox message this invocation consumed; ``clear_steps`` drops the pending
+    step results recorded under that invocation id (they now live in ``record``).
+    """
+
+    actor: ActorKey
+    fence: Fence
+    record: JournalRecord
+    kv_writes: Mapping[str, bytes | None] = field(default_factory=dict)
+    inbox_ack: str | None = None
+    clear_steps: str | None = None
+
+
+class Storage(abc.ABC):
+    """One store for everything an actor makes durable. Backends: memory, sqlite, redis."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect, create schemas; called once before any other method."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release resources; the store is unusable afterwards."""
+
+    # -- ownership -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(self, partition: int, silo: str, dead: Collection[str] = ()) -> int | None:
+        """Take ``partition`` for ``silo`` and return the epoch it now holds.
+
+        Succeeds if the partition is unowned (never owned or released), already owned by
+        ``silo`` (same epoch returned, no bump), or owned by a silo in ``dead``. Taking it
+        from anyone else or from nobody bumps the epoch. Returns None when a live silo holds it.
+        """
+
+    @abc.abstractmethod
+    async def release(self, fence: Fence) -> bool:
+        """Give up the partition if ``fence`` still holds it; the epoch stays for the next claim."""
+
+    @abc.abstractmethod
+    async def owner(self, partition: int) -> Ownership:
+        """The partition's ownership record (``silo=None, epoch=0`` if never owned)."""
+
+    # -- journal ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
+        """Apply each commit atomically and independently; one result per commit, in order.
+
+        A result is None on success, ``FencedWrite`` if its fence no longer holds, or
+        ``StorageError`` if its record's seq already exists. A backend failure raises instead.
+        """
+
+    @abc.abstractmethod
+    async def read_journal(self, actor: ActorKey, after_seq: int = 0) -> list[JournalRecord]:
+        """Records with ``seq > after_seq``, in order."""
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def write_snapshot(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> None:
+        """Store the snapshot and trim the journal up to and including ``snapshot.seq``.
+
+        Raises ``FencedWrite`` if the fence no longer holds. A snapshot older than the one
+        stored is ignored (never moves the actor back in time).
+        """
+
+    @abc.abstractmethod
+    async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
+        """The latest snapshot, or None if none was ever written."""
+
+    # -- kv (entity state) -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def kv_get(self, actor: ActorKey, keys: Sequence[str]) -> dict[str, bytes]:
+        """Values of the given keys that exist; missing keys are absent from the result."""
+
+    # -- inbox (durable one-way messages) --------------------------------------------------
+
+    @abc.abstractmethod
+    async def inbox_put(self, actor: ActorKey, fence: Fence, message: InboxMessage) -> bool:
+        """Store a message unless one with the same id is already there; True if stored now."""
+
+    @abc.abstractmethod
+    async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
+        """Waiting messages in the order they were stored."""
+
+    @abc.abstractmethod
+    async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        """Actors of these partitions that have waiting messages (to wake after a restart)."""
+
+    # -- steps (results of ctx.run persisted before the invocation commits) ----------------
+
+    @abc.abstractmethod
+    async def step_put(
+        self, actor: ActorKey, fence: Fence, invocation: str, index: int, data: bytes
+    ) -> None:
+        """Persist step ``index`` of an uncommitted invocation (overwrites the same index)."""
+
+    @abc.abstractmethod
+    async def steps_read(self, actor: ActorKey, invocation: str) -> list[bytes]:
+        """Persisted steps of an uncommitted invocation, by index from 0, stopping at a gap."""
+
+    @abc.abstractmethod
+    async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:
+        """Every uncommitted invocation of the actor with its persisted steps (as ``steps_read``).
+
+        Read once at activation, so a retried invocation resumes from its steps without a
+        storage read per call.
+        """

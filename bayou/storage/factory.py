@@ -1,0 +1,32 @@
+"""Pick a storage backend from a URL, as given on the command line or in settings."""
+
+from __future__ import annotations
+
+import os
+
+from bayou.storage.contract import Storage
+from bayou.storage.memory import MemoryStorage
+from bayou.storage.sqlite import SqliteStorage
+
+_REDIS_SCHEMES = ("redis://", "rediss://")
+
+
+def open_storage(url: str) -> Storage:
+    """The backend ``url`` names, constructed but not opened (the caller awaits ``open()``).
+
+    ``memory://`` is an in-process store; ``sqlite:///abs/path.db`` or a plain filesystem
+    path is a sqlite file. Anything else raises ValueError.
+    """
+    if url == "memory://":
+        return MemoryStorage()
+    if url.startswith(_REDIS_SCHEMES):
+        # Seam for the redis backend: construct it here once it exists.
+        raise ValueError("redis storage is not available yet")
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if not path:
+            raise ValueError(f"storage url {url!r} names no database file")
+        return SqliteStorage(path)
+    if url and "://" not in url:
+        return SqliteStorage(os.path.expanduser(url))
+    raise ValueError(f"unsupported storage url {url!r}: use memory://, sqlite:///path or a path")
