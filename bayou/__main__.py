@@ -1,0 +1,3 @@
+from bayou.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""The programming model: ``@actor`` classes, their handlers, and the invocation context.
+
+This module only *describes* actors (type names, handlers, argument validators); running
+them is the runtime's job. The client imports it too, to type refs from actor classes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+
+if TYPE_CHECKING:
+    from bayou.context import Context
+
+S = TypeVar("S", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+A = TypeVar("A", bound="ActorBase")
+
+HandlerKind = Literal["exclusive", "query"]
+
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_LIFECYCLE = frozenset({"on_activate", "on_deactivate"})
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """What the runtime and the client need to know about one handler."""
+
+    name: str
+    kind: HandlerKind
+    params: tuple[str, ...]
+    args_model: type[BaseModel]
+    result_adapter: TypeAdapter[Any]
+
+    def validate_args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated keyword arguments; raises pydantic.ValidationError naming the fields."""
+        model = self.args_model.model_validate(raw)
+        return {name: getattr(model, name) for name in self.params}
+
+    def dump_result(self, value: Any) -> Any:
+        """The handler's return value as plain JSON-compatible data."""
+        return self.result_adapter.dump_python(value, mode="json", warnings="error")
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSpec:
+    """A registered actor class: its wire type name, kind, state model and handlers."""
+
+    type_name: str
+    cls: type[ActorBase]
+    state_model: type[BaseModel] | None
+    handlers: Mapping[str, HandlerSpec]
+
+    @property
+    def is_entity(self) -> bool:
+        return issubclass(self.cls, Entity)
+
+
+def query(fn: F) -> F:
+    """Mark a handler read-only: it may interleave with others and is not journaled."""
+    fn.__bayou_query__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+# The invocation running in this task, if any; set by the runtime around every handler call.
+current_invocation: ContextVar[Context | None] = ContextVar("bayou_invocation", default=None)
+
+
+class ActorBase:
+    """What actors and entities share: a key, a context, refs and lifecycle hooks."""
+
+    __bayou_spec__: ClassVar[ActorSpec]
+    key: str
+
+    @property
+    def ctx(self) -> Context:
+        """The context of the invocation running now (only valid inside a handler)."""
+        ctx = current_invocation.get()
+        if ctx is None or ctx.target is not self:
+            raise RuntimeError("ctx is only available inside a handler of this actor")
+        return ctx
+
+    def ref(self, actor_type: type[A] | str, key: str) -> Any:
+        """A reference to another actor; calls through it are journaled steps."""
+        return self.ctx.ref(actor_type, key)
+
+    async def on_activate(self) -> None:
+        """Called after the actor's state is loaded, before its first message."""
+
+    async def on_deactivate(self) -> None:
+        """Called before the actor is passivated or handed off, before its last snapshot."""
+
+
+class Actor(ActorBase, Generic[S]):
+    """A durable actor whose state is a pydantic model kept in memory.
+
+    Exclusive handlers work on a private copy of the state that becomes the actor's state
+    only once the invocation's journal record is durable; if the handler raises, the copy
+    is dropped. Queries read the last committed state.
+    """
+
+    _committed: S
+
+    @property
+    def state(self) -> S:
+        ctx = current_invocation.get()
+        if ctx is not None and ctx.target is self and ctx.working_state is not None:
+            return ctx.working_state  # type: ignore[return-value]
+        return self._committed
+
+    @state.setter
+    def state(self, value: S) -> None:
+        ctx = current_invocation.get()
+        if ctx is None or ctx.target is not self or ctx.working_state is None:
+            raise RuntimeError("state can only be replaced inside an exclusive handler")
+        ctx.working_state = value
+
+
+class Entity(ActorBase):
+    """A durable object whose state lives in a per-key K/V store (``self.ctx.kv``).
+
+    Nothing is held in memory and nothing is replayed: writes are committed atomically
+    with the invocation's journal record, reads go to the store (cached per activation).
+    """
+
+
+def actor(type_name: str) -> Callable[[type[A]], type[A]]:
+    """Register a class as the actor type ``type_name`` (the name used on the wire)."""
+    if not TYPE_NAME.match(type_name):
+        raise ValueError(
+            f"actor type name {type_name!r} must match {TYPE_NAME.pattern} "
+            "(lowercase, digits, '_', '.', '-')"
+        )
+
+    def register(cls: type[A]) -> type[A]:
+        cls.__bayou_spec__ = describe(cls, type_name)
+        return cls
+
+    return register
+
+
+def spec_of(cls: type[ActorBase]) -> ActorSpec:
+    """The spec of a class decorated with ``@actor``; TypeError otherwise."""
+    spec = cls.__dict__.get("__bayou_spec__")
+    if not isinstance(spec, ActorSpec):
+        raise TypeError(f"{cls.__qualname__} is not decorated with @actor")
+    return spec
+
+
+def describe(cls: type[ActorBase], type_name: str) -> ActorSpec:
+    """Inspect an actor class: its state model and the spec of each public handler."""
+    if not (isinstance(cls, type) and issubclass(cls, ActorBase)) or cls in (Actor, Entity):
+        raise TypeError(f"@actor needs a subclass of bayou.Actor or bayou.Entity, got {cls!r}")
+    state_model = _state_model(cls) if issubclass(cls, Actor) else None
+    handlers: dict[str, HandlerSpec] = {}
+    for name, fn in _public_methods(cls):
+        handlers[name] = _handler_spec(cls, name, fn)
+    return ActorSpec(type_name=type_name, cls=cls, state_model=state_model, handlers=handlers)
+
+
+def _state_model(cls: type[ActorBase]) -> type[BaseModel]:
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = getattr(base, "__origin__", None)
+        if isinstance(origin, type) and issubclass(origin, Actor):
+            (arg,) = base.__args__
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+            raise TypeError(f"{cls.__qualname__}: Actor[...] needs a pydantic model, got {arg!r}")
+    for base in cls.__mro__[1:]:
+        spec = base.__dict__.get("__bayou_spec__")
+        if isinstance(spec, ActorSpec) and spec.state_model is not None:
+            return spec.state_model
+    raise TypeError(f"{cls.__qualname__} must subclass Actor[StateModel]")
+
+
+def _public_methods(cls: type[ActorBase]) -> list[tuple[str, Callable[..., Any]]]:
+    found = []
+    base_names = set(dir(Actor)) | set(dir(Entity))
+    for name in dir(cls):
+        if name.startswith("_") or name in _LIFECYCLE or name in base_names:
+            continue
+        fn = getattr(cls, name)
+        if inspect.iscoroutinefunction(fn):
+            found.append((name, fn))
+    return found
+
+
+def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> HandlerSpec:
+    sig = inspect.signature(fn)
+    try:
+        hints = get_type_hints(fn)
+    except Exception as exc:
+        raise TypeError(f"{cls.__qualname__}.{name}: cannot resolve type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    params: list[str] = []
+    for index, param in enumerate(sig.parameters.values()):
+        if index == 0:
+            continue  # self
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise TypeError(
+                f"{cls.__qualname__}.{name}: handlers take named parameters only "
+                f"(*args, **kwargs and positional-only parameters cannot travel as JSON)"
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+        params.append(param.name)
+    args_model = create_model(
+        f"{cls.__name__}.{name}.args",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+        **fields,
+    )
+    result_adapter: TypeAdapter[Any] = TypeAdapter(hints.get("return", Any))
+    kind: HandlerKind = "query" if getattr(fn, "__bayou_query__", False) else "exclusive"
+    return HandlerSpec(
+        name=name,
+        kind=kind,
+        params=tuple(params),
+        args_model=args_model,
+        result_adapter=result_adapter,
+    )

@@ -1,0 +1,141 @@
+"""The ``bayou`` command: run a silo, or call an actor from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def load_app(target: str) -> Any:
+    """Import ``module:attribute`` and return the attribute (an ``App``)."""
+    from bayou.runtime.app import App
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"--app must look like module:attribute, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise SystemExit(f"{target} is not a bayou.App (got {type(app).__name__})")
+    return app
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from bayou.runtime.silo import Silo
+    from bayou.storage.factory import open_storage
+
+    app = load_app(args.app)
+    storage = open_storage(args.data)
+    silo = Silo(app, storage, host=args.host, port=args.port, advertise_host=args.advertise_host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await silo.start()
+    print(f"bayou silo {silo.silo_id} serving on {silo.address} (data: {args.data})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await silo.stop()
+
+
+def _silo(args: argparse.Namespace) -> int:
+    import uvloop
+
+    logging.basicConfig(
+        level=os.environ.get("BAYOU_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop.run(_serve(args))
+    return 0
+
+
+async def _call_actor(args: argparse.Namespace) -> Any:
+    from bayou.client import Client
+
+    type_name, sep, key = args.target.partition("/")
+    if not sep or not key:
+        raise SystemExit(f"target must look like TYPE/KEY, got {args.target!r}")
+    try:
+        call_args = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"arguments must be a JSON object: {exc}") from None
+    if not isinstance(call_args, dict):
+        raise SystemExit("arguments must be a JSON object, e.g. '{\"n\": 1}'")
+    async with Client(args.url, timeout=args.timeout) as client:
+        if args.tell:
+            return await client.tell(
+                type_name, key, args.method, call_args, idempotency_key=args.idempotency_key
+            )
+        return await client.call(
+            type_name, key, args.method, call_args, idempotency_key=args.idempotency_key
+        )
+
+
+def _call(args: argparse.Namespace) -> int:
+    from bayou.errors import BayouError
+
+    try:
+        result = asyncio.run(_call_actor(args))
+    except BayouError as exc:
+        print(json.dumps(exc.to_wire()), file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bayou", description="Durable virtual actors.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    silo = commands.add_parser("silo", help="run a silo hosting an app's actors")
+    silo.add_argument(
+        "--app",
+        default=os.environ.get("BAYOU_APP"),
+        required=not os.environ.get("BAYOU_APP"),
+        help="module:attribute of a bayou.App (env BAYOU_APP)",
+    )
+    silo.add_argument("--host", default=os.environ.get("BAYOU_HOST", "127.0.0.1"))
+    silo.add_argument("--port", type=int, default=int(os.environ.get("BAYOU_PORT", "8080")))
+    silo.add_argument("--advertise-host", default=os.environ.get("BAYOU_ADVERTISE_HOST"))
+    silo.add_argument(
+        "--data",
+        default=os.environ.get("BAYOU_DATA", "bayou-data/silo.db"),
+        help="embedded store file, or memory:// (env BAYOU_DATA)",
+    )
+    silo.set_defaults(run=_silo)
+
+    call = commands.add_parser("call", help="call an actor: bayou call counter/k add '{\"n\": 1}'")
+    call.add_argument("target", help="TYPE/KEY")
+    call.add_argument("method")
+    call.add_argument("args", nargs="?", default="{}", help="JSON object of named arguments")
+    call.add_argument("--url", default=os.environ.get("BAYOU_URL", DEFAULT_URL))
+    call.add_argument("--tell", action="store_true", help="durable one-way message (202)")
+    call.add_argument("--idempotency-key")
+    call.add_argument("--timeout", type=float, default=30.0)
+    call.set_defaults(run=_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""What a handler sees of the invocation it runs in: ``self.ctx``.
+
+Everything a handler learns from outside its arguments goes through the context, so that
+replaying the journal gives the handler exactly the values it saw the first time.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from bayou.actor import ActorBase
+
+T = TypeVar("T")
+
+
+class KV(abc.ABC):
+    """An entity's per-key store. Reads see this invocation's own writes; writes are
+    committed atomically with the invocation's journal record, or not at all."""
+
+    @abc.abstractmethod
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+
+    @abc.abstractmethod
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of those keys that exist."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` (msgpack-serializable) when the invocation commits."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` when the invocation commits."""
+
+
+class Context(abc.ABC):
+    """The running invocation: its identity, its recorded steps and its side channels."""
+
+    #: The actor or entity instance the invocation runs on.
+    target: ActorBase
+    #: The private copy of the state an exclusive handler mutates; None in queries.
+    working_state: BaseModel | None
+    actor_type: str
+    key: str
+    #: Stable across retries of the same call when the caller gave an idempotency key.
+    invocation_id: str
+
+    @property
+    @abc.abstractmethod
+    def kv(self) -> KV:
+        """The entity's K/V store (entities only)."""
+
+    @abc.abstractmethod
+    async def run(self, name: str, fn: Callable[[], Awaitable[T] | T]) -> T:
+        """Run a side effect once: its result is persisted before the handler goes on, and
+        a replay or a retry of this invocation returns the recorded result instead of
+        calling ``fn`` again. The result must be msgpack-serializable."""
+
+    @abc.abstractmethod
+    def now(self) -> dt.datetime:
+        """The current UTC time, recorded so that replay sees the same instant."""
+
+    @abc.abstractmethod
+    def random(self) -> random.Random:
+        """A random generator whose seed is recorded, so replay draws the same numbers."""
+
+    @abc.abstractmethod
+    def ref(self, actor_type: Any, key: str) -> Any:
+        """A reference to another actor, for calls made from this handler."""

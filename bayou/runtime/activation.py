@@ -1,0 +1,531 @@
+"""One activation: an actor loaded in memory, its mailbox, and the turns it runs.
+
+Exclusive messages (calls and tells) run one at a time on a private copy of the state; a
+turn's journal record is committed (fenced, group-committed) before its reply is released
+and before its state becomes the actor's. Queries run at once against committed state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from bayou import codec
+from bayou.actor import Actor, ActorBase, ActorSpec, HandlerSpec, current_invocation
+from bayou.errors import (
+    RETRYABLE,
+    ActorError,
+    BayouError,
+    FencedWrite,
+    IdempotencyKeyReused,
+    NonDeterminismError,
+    StorageError,
+    Unavailable,
+)
+from bayou.runtime.invocation import InvocationContext
+from bayou.runtime.kv_cache import KVCache
+from bayou.runtime.records import (
+    DedupEntry,
+    DedupWindow,
+    InvocationRecord,
+    Outcome,
+    SnapshotBody,
+    Step,
+    fingerprint,
+)
+from bayou.storage.contract import ActorKey, Commit, Fence, InboxMessage, JournalRecord, Snapshot
+
+if TYPE_CHECKING:
+    from bayou.runtime.catalog import Catalog
+
+log = logging.getLogger("bayou.activation")
+
+Status = Literal["loading", "active", "deactivating", "closed"]
+
+
+@dataclass(slots=True)
+class Message:
+    """An exclusive message: a call (with a waiting caller) or a tell (from the inbox)."""
+
+    method: str
+    args: dict[str, Any]
+    kwargs: dict[str, Any] | None = None  # validated at the edge; None = validate here
+    idempotency_key: str | None = None
+    inbox_id: str | None = None
+
+
+_SNAPSHOT = object()  # mailbox item asking for a snapshot between turns
+
+
+class Activation:
+    """An actor (or entity) instance in memory, and everything needed to run its turns."""
+
+    def __init__(self, catalog: Catalog, spec: ActorSpec, key: str, actor_key: ActorKey) -> None:
+        self.catalog = catalog
+        self.spec = spec
+        self.key = key
+        self.actor_key = actor_key
+        self.clock = catalog.clock
+        self.status: Status = "loading"
+        self.fence: Fence | None = None
+        self.instance: ActorBase = spec.cls()
+        self.instance.key = key
+        settings = catalog.settings
+        self.dedup = DedupWindow(settings.dedup_window_size, settings.dedup_window_age)
+        self.seq = 0
+        self.snapshot_seq = 0
+        self.replayed = 0
+        self.last_used = self.clock.monotonic()
+        self.last_snapshot = self.last_used
+        self.kv_cache = KVCache(settings.kv_cache_entries)
+        self._queue: deque[tuple[Any, asyncio.Future[Any]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._busy = 0  # queries and tell acceptances in flight
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._inbox_ids: set[str] = set()
+        self._pending_steps: dict[str, list[Step]] = {}
+        self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<Activation {self.actor_key} {self.status} seq={self.seq}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Claim the partition, rebuild state from snapshot + journal, queue waiting tells."""
+        storage = self.catalog.storage
+        self.fence = await self.catalog.ownership.fence(self.actor_key.partition)
+        snapshot = await storage.read_snapshot(self.actor_key)
+        state: Any = None
+        if snapshot is not None:
+            body = SnapshotBody.decode(snapshot.data)
+            self.dedup.load(body.dedup)
+            self.seq = self.snapshot_seq = snapshot.seq
+            state = body.state
+        if self.spec.state_model is not None:
+            assert isinstance(self.instance, Actor)
+            self.instance._committed = self._initial_state(self.spec.state_model, state)
+        records = await storage.read_journal(self.actor_key, self.seq)
+        for record in records:
+            await self._replay(record)
+        self.replayed = len(records)
+        for invocation, steps in (await storage.steps_pending(self.actor_key)).items():
+            self._pending_steps[invocation] = [codec.unpack(step) for step in steps]
+        for message in await storage.inbox_read(self.actor_key):
+            self._queue_tell(message)
+        await self.instance.on_activate()
+        self.status = "active"
+        self.last_snapshot = self.last_used = self.clock.monotonic()
+        self._start_worker()
+
+    def _initial_state(self, model: type[BaseModel], data: Any) -> BaseModel:
+        if data is None:
+            try:
+                return model()
+            except ValidationError as exc:
+                raise TypeError(
+                    f"{self.spec.type_name}: state model {model.__name__} needs defaults for "
+                    f"every field, since a new actor starts from {model.__name__}()"
+                ) from exc
+        return model.model_validate(data)
+
+    async def _replay(self, stored: JournalRecord) -> None:
+        record = InvocationRecord.decode(stored.data)
+        if record.outcome.error is None and isinstance(self.instance, Actor):
+            handler = self.spec.handlers.get(record.method)
+            if handler is None:
+                raise NonDeterminismError(
+                    f"{self.actor_key}: journal record {stored.seq} calls {record.method!r}, "
+                    "which the actor class no longer has"
+                )
+            ctx = InvocationContext(
+                self,
+                record.idempotency_key or f"replay-{stored.seq}",
+                mode="replay",
+                recorded=record.steps,
+                working_state=self.instance._committed,
+            )
+            token = current_invocation.set(ctx)
+            try:
+                await getattr(self.instance, record.method)(**handler.validate_args(record.args))
+            except NonDeterminismError:
+                raise
+            except Exception as exc:
+                raise NonDeterminismError(
+                    f"{self.actor_key}: replaying record {stored.seq} ({record.method}) raised "
+                    f"{type(exc).__name__}: {exc}, but it succeeded when it was journaled"
+                ) from exc
+            finally:
+                current_invocation.reset(token)
+            assert ctx.working_state is not None
+            self.instance._committed = ctx.working_state
+        if record.idempotency_key is not None:
+            self.dedup.add(
+                record.idempotency_key,
+                DedupEntry(
+                    stored.seq,
+                    fingerprint(record.method, record.args),
+                    record.outcome,
+                    record.committed_at,
+                ),
+            )
+        self.seq = stored.seq
+
+    async def deactivate(self) -> None:
+        """Finish queued turns, run ``on_deactivate``, snapshot, and close."""
+        if self.status == "active":
+            self.status = "deactivating"
+            try:
+                while not self._quiet.is_set():
+                    await self._quiet.wait()
+                await self.instance.on_deactivate()
+                await self.snapshot()
+            except FencedWrite:
+                self.catalog.ownership.forget(self.actor_key.partition)
+            except Exception:
+                log.exception("deactivating %s failed; the journal still has every turn", self)
+            finally:
+                self._close()
+        elif not self.closed.done():
+            await asyncio.shield(self.closed)
+
+    def _close(self, reason: BaseException | None = None) -> None:
+        self.status = "closed"
+        while self._queue:
+            _, fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_exception(reason or Unavailable(f"{self.actor_key} was deactivated"))
+        self.catalog.forget(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def abandon(self) -> None:
+        """Stop at once without writing anything (a simulated crash)."""
+        if self._worker is not None:
+            self._worker.cancel()
+        self._close(Unavailable(f"{self.actor_key}: the silo stopped"))
+
+    def lose_ownership(self) -> None:
+        """Storage rejected our fence: another silo owns the partition now. Drop everything."""
+        log.warning("%s: fenced write rejected; dropping the activation", self.actor_key)
+        self.catalog.ownership.forget(self.actor_key.partition)
+        self.catalog.metrics["fenced_writes"] += 1
+        self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
+
+    def is_idle(self) -> bool:
+        return self.status == "active" and self._quiet.is_set() and not self._queue
+
+    # -- the mailbox -----------------------------------------------------------------------
+
+    def call(self, message: Message) -> asyncio.Future[Any]:
+        """Queue an exclusive message; the future resolves once its turn is committed."""
+        if self.status not in ("active", "deactivating"):
+            raise Unavailable(f"{self.actor_key} is {self.status}")
+        return self._enqueue(message)
+
+    def request_snapshot(self) -> None:
+        if self.status == "active":
+            self._enqueue(_SNAPSHOT)
+
+    def _enqueue(self, item: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A caller that timed out no longer awaits its future; consume its outcome here.
+        fut.add_done_callback(_consume)
+        self._queue.append((item, fut))
+        if self.status != "loading":
+            self._start_worker()
+        return fut
+
+    def _start_worker(self) -> None:
+        if self._worker is None and self._queue:
+            self._quiet.clear()
+            self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and self.status != "closed":
+                item, fut = self._queue.popleft()
+                if item is _SNAPSHOT:
+                    await self._guarded(self.snapshot, fut)
+                    continue
+                try:
+                    result = await self._turn(item)
+                except FencedWrite:
+                    if not fut.done():
+                        fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
+                    self.lose_ownership()
+                    return
+                except BaseException as exc:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    if not fut.done():
+                        fut.set_result(result)
+                if self._snapshot_due():
+                    await self._guarded(self.snapshot, None)
+        finally:
+            self._worker = None
+            self.last_used = self.clock.monotonic()
+            self._update_quiet()
+
+    async def _guarded(self, action: Callable[[], Any], fut: asyncio.Future[Any] | None) -> None:
+        try:
+            await action()
+        except FencedWrite:
+            self.lose_ownership()
+        except Exception:
+            log.exception("%s: snapshot failed; will retry after the next turn", self.actor_key)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _update_quiet(self) -> None:
+        if self._worker is None and self._busy == 0:
+            self._quiet.set()
+        else:
+            self._quiet.clear()
+
+    # -- turns -----------------------------------------------------------------------------
+
+    async def _turn(self, message: Message) -> Any:
+        self.last_used = self.clock.monotonic()
+        key = message.idempotency_key
+        print_ = None
+        if key is not None:
+            print_ = fingerprint(message.method, message.args)
+            seen = self.dedup.get(key)
+            if seen is not None:
+                if seen.fingerprint != print_:
+                    raise IdempotencyKeyReused(
+                        f"idempotency key {key!r} was already used for a different call "
+                        f"on {self.actor_key}",
+                        {"field": "Idempotency-Key"},
+                    )
+                return seen.outcome.unwrap()
+        if message.inbox_id is not None:
+            self._inbox_ids.discard(message.inbox_id)
+        handler = self.spec.handlers[message.method]
+        invocation = key or uuid.uuid4().hex
+        resumed = self._pending_steps.pop(invocation, None)
+        working = None
+        if isinstance(self.instance, Actor):
+            working = self.instance._committed.model_copy(deep=True)
+        ctx = InvocationContext(
+            self, invocation, mode="live", recorded=resumed, working_state=working
+        )
+        try:
+            outcome = await self._execute(ctx, handler, message)
+        except BaseException:
+            if ctx.persisted:
+                self._pending_steps[invocation] = ctx.steps[: ctx.persisted]
+            if message.inbox_id is not None:
+                self._inbox_ids.add(message.inbox_id)
+            raise
+        return await self._commit(message, ctx, outcome, print_, had_steps=bool(resumed))
+
+    async def _execute(self, ctx: InvocationContext, handler: HandlerSpec, msg: Message) -> Outcome:
+        token = current_invocation.set(ctx)
+        try:
+            kwargs = msg.kwargs if msg.kwargs is not None else handler.validate_args(msg.args)
+            result = await getattr(self.instance, handler.name)(**kwargs)
+            return Outcome(reply=_dump_result(handler, result))
+        except RETRYABLE:
+            raise  # infrastructure, not the handler's verdict: nothing is recorded
+        except BayouError as exc:
+            return Outcome.failed(exc)
+        except Exception as exc:
+            return Outcome.failed(_actor_error(exc))
+        finally:
+            current_invocation.reset(token)
+
+    async def _commit(
+        self,
+        message: Message,
+        ctx: InvocationContext,
+        outcome: Outcome,
+        print_: str | None,
+        *,
+        had_steps: bool,
+    ) -> Any:
+        assert self.fence is not None
+        now = self.clock.time()
+        record = InvocationRecord(
+            method=message.method,
+            args=message.args,
+            steps=ctx.steps,
+            outcome=outcome,
+            committed_at=now,
+            idempotency_key=message.idempotency_key,
+        )
+        ok = outcome.error is None
+        kv_writes = ctx.kv_writes() if ok else {}
+        commit = Commit(
+            actor=self.actor_key,
+            fence=self.fence,
+            record=JournalRecord(self.seq + 1, record.encode()),
+            kv_writes=kv_writes,
+            inbox_ack=message.inbox_id,
+            clear_steps=ctx.invocation_id if (ctx.persisted or had_steps) else None,
+        )
+        try:
+            await self.catalog.committer.submit(commit)
+        except StorageError:
+            if ctx.persisted:
+                self._pending_steps[ctx.invocation_id] = ctx.steps[: ctx.persisted]
+            if message.inbox_id is not None:
+                self._inbox_ids.add(message.inbox_id)
+            raise
+        self.seq += 1
+        if ok:
+            if isinstance(self.instance, Actor) and ctx.working_state is not None:
+                self.instance._committed = ctx.working_state
+            self.kv_cache.apply(kv_writes)
+        if message.idempotency_key is not None and print_ is not None:
+            self.dedup.add(message.idempotency_key, DedupEntry(self.seq, print_, outcome, now))
+        return outcome.unwrap()
+
+    async def persist_steps(self, ctx: InvocationContext) -> None:
+        """Make the steps recorded so far durable before the handler goes past a side effect."""
+        assert self.fence is not None
+        storage = self.catalog.storage
+        for index in range(ctx.persisted, len(ctx.steps)):
+            await storage.step_put(
+                self.actor_key, self.fence, ctx.invocation_id, index, codec.pack(ctx.steps[index])
+            )
+        ctx.persisted = len(ctx.steps)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def records_since_snapshot(self) -> int:
+        return self.seq - self.snapshot_seq
+
+    def _snapshot_due(self) -> bool:
+        pending = self.records_since_snapshot()
+        if pending >= self.catalog.settings.snapshot_every:
+            return True
+        age = self.clock.monotonic() - self.last_snapshot
+        return pending > 0 and age >= self.catalog.settings.snapshot_interval
+
+    async def snapshot(self) -> None:
+        """Write the committed state and dedup window at ``seq``; trims the journal."""
+        if self.seq == self.snapshot_seq or self.fence is None:
+            return
+        now = self.clock.time()
+        self.dedup.prune(now)
+        state = None
+        if isinstance(self.instance, Actor):
+            state = self.instance._committed.model_dump(mode="json")
+        seq = self.seq
+        body = SnapshotBody(state=state, dedup=self.dedup.dump(), taken_at=now)
+        await self.catalog.storage.write_snapshot(
+            self.actor_key, self.fence, Snapshot(seq, body.encode())
+        )
+        self.snapshot_seq = seq
+        self.last_snapshot = self.clock.monotonic()
+        self.catalog.metrics["snapshots"] += 1
+
+    # -- queries, tells, kv ----------------------------------------------------------------
+
+    async def query(self, handler: HandlerSpec, kwargs: dict[str, Any]) -> Any:
+        """Run a read-only handler now, against the committed state."""
+        if self.status not in ("active", "deactivating"):
+            raise Unavailable(f"{self.actor_key} is {self.status}")
+        self._busy += 1
+        self._quiet.clear()
+        ctx = InvocationContext(self, uuid.uuid4().hex, mode="query")
+        token = current_invocation.set(ctx)
+        try:
+            result = await getattr(self.instance, handler.name)(**kwargs)
+            return _dump_result(handler, result)
+        except BayouError:
+            raise
+        except Exception as exc:
+            raise _actor_error(exc) from None
+        finally:
+            current_invocation.reset(token)
+            self._busy -= 1
+            self.last_used = self.clock.monotonic()
+            self._update_quiet()
+
+    async def accept_tell(self, message: Message) -> None:
+        """Store a one-way message in the inbox (durably) and queue it; idempotent by id."""
+        if self.status != "active":
+            raise Unavailable(f"{self.actor_key} is {self.status}")
+        assert message.idempotency_key is not None and self.fence is not None
+        message_id = message.idempotency_key
+        seen = self.dedup.get(message_id)
+        if seen is not None:
+            if seen.fingerprint != fingerprint(message.method, message.args):
+                raise IdempotencyKeyReused(
+                    f"message id {message_id!r} was already used for a different message",
+                    {"field": "Idempotency-Key"},
+                )
+            return
+        if message_id in self._inbox_ids:
+            return
+        self._inbox_ids.add(message_id)
+        self._busy += 1
+        self._quiet.clear()
+        try:
+            data = codec.pack({"m": message.method, "a": message.args})
+            await self.catalog.storage.inbox_put(
+                self.actor_key, self.fence, InboxMessage(message_id, data)
+            )
+        except FencedWrite:
+            self.lose_ownership()
+            raise Unavailable(f"{self.actor_key} moved to another silo; retry") from None
+        except BaseException:
+            self._inbox_ids.discard(message_id)
+            raise
+        finally:
+            self._busy -= 1
+            self._update_quiet()
+        message.inbox_id = message_id
+        self._enqueue(message)
+
+    def _queue_tell(self, stored: InboxMessage) -> None:
+        body = codec.unpack(stored.data)
+        self._inbox_ids.add(stored.id)
+        self._enqueue(Message(body["m"], body["a"], idempotency_key=stored.id, inbox_id=stored.id))
+
+    async def kv_read(self, keys: list[str]) -> dict[str, bytes]:
+        """Committed kv values, from the cache or the store."""
+        found, missing = self.kv_cache.lookup(keys)
+        if missing:
+            stored = await self.catalog.storage.kv_get(self.actor_key, missing)
+            self.kv_cache.fill(missing, stored)
+            found.update(stored)
+        return found
+
+    def silo_ref(self, ctx: InvocationContext, actor_type: Any, key: str) -> Any:
+        return self.catalog.actor_ref(ctx, actor_type, key)
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _actor_error(exc: Exception) -> ActorError:
+    return ActorError(str(exc) or type(exc).__name__, {"exception": type(exc).__name__})
+
+
+def _dump_result(handler: HandlerSpec, result: Any) -> Any:
+    try:
+        return handler.dump_result(result)
+    except (PydanticSerializationError, ValueError, TypeError) as exc:
+        raise ActorError(
+            f"{handler.name} returned a value that does not match its return type: {exc}",
+            {"exception": "ResultTypeError"},
+        ) from None

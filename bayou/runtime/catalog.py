@@ -1,0 +1,161 @@
+"""The catalog: which activations this silo holds, creating them on demand, passivating idle ones.
+
+At most one activation per actor exists in a silo: concurrent first messages wait for the
+same load, and a message for an actor being deactivated waits for it to close, then
+activates it afresh from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from bayou.actor import ActorSpec
+from bayou.clock import Clock
+from bayou.errors import Unavailable
+from bayou.placement.ownership import PartitionOwnership
+from bayou.placement.partitions import partition_of
+from bayou.runtime.activation import Activation
+from bayou.runtime.app import App
+from bayou.storage.contract import ActorKey, Storage
+from bayou.storage.group_commit import GroupCommitter
+
+if TYPE_CHECKING:
+    from bayou.runtime.invocation import InvocationContext
+
+log = logging.getLogger("bayou.catalog")
+
+
+class Catalog:
+    """Activations by ``(type, key)``, and the idle collector that passivates them."""
+
+    def __init__(
+        self,
+        app: App,
+        storage: Storage,
+        committer: GroupCommitter,
+        ownership: PartitionOwnership,
+        clock: Clock,
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.storage = storage
+        self.committer = committer
+        self.ownership = ownership
+        self.clock = clock
+        self.metrics: Counter[str] = Counter()
+        self._activations: dict[tuple[str, str], Activation] = {}
+        self._collector: asyncio.Task[None] | None = None
+        self.calls: Any = None  # set by the silo: routes actor-to-actor calls
+
+    def __len__(self) -> int:
+        return len(self._activations)
+
+    def actor_key(self, type_name: str, key: str) -> ActorKey:
+        return ActorKey(type_name, key, partition_of(type_name, key, self.settings.partitions))
+
+    async def get(self, spec: ActorSpec, key: str) -> Activation:
+        """The active activation of ``(spec, key)``, loading it from storage if needed."""
+        ident = (spec.type_name, key)
+        while True:
+            activation = self._activations.get(ident)
+            if activation is None:
+                activation = Activation(self, spec, key, self.actor_key(spec.type_name, key))
+                self._activations[ident] = activation
+                try:
+                    await activation.load()
+                except BaseException as exc:
+                    if self._activations.get(ident) is activation:
+                        del self._activations[ident]
+                    activation.status = "closed"
+                    activation.loaded.set_exception(exc)
+                    activation.loaded.exception()  # retrieved: waiters got it via shield
+                    raise
+                activation.loaded.set_result(None)
+                self.metrics["activations"] += 1
+                return activation
+            if activation.status == "active":
+                return activation
+            if activation.status == "loading":
+                await asyncio.shield(activation.loaded)
+                continue
+            # deactivating or closed: wait until it is gone, then activate afresh
+            await asyncio.shield(activation.closed)
+            if self._activations.get(ident) is activation:
+                del self._activations[ident]
+
+    def forget(self, activation: Activation) -> None:
+        ident = (activation.spec.type_name, activation.key)
+        if self._activations.get(ident) is activation:
+            del self._activations[ident]
+
+    def activations(self) -> list[Activation]:
+        return list(self._activations.values())
+
+    # -- passivation -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
+
+    async def _collect_forever(self) -> None:
+        period = min(max(self.settings.idle_timeout / 4, 0.05), 30.0)
+        period = min(period, max(self.settings.snapshot_interval / 2, 0.05))
+        while True:
+            await self.clock.sleep(period)
+            try:
+                await self.collect()
+            except Exception:
+                log.exception("idle collection failed; trying again next period")
+
+    async def collect(self) -> int:
+        """Passivate activations idle for ``idle_timeout``; snapshot stale ones. Returns count."""
+        now = self.clock.monotonic()
+        idle: list[Activation] = []
+        for activation in self.activations():
+            if not activation.is_idle():
+                continue
+            if now - activation.last_used >= self.settings.idle_timeout:
+                idle.append(activation)
+            elif (
+                activation.records_since_snapshot() > 0
+                and now - activation.last_snapshot >= self.settings.snapshot_interval
+            ):
+                activation.request_snapshot()
+        for batch_start in range(0, len(idle), 256):
+            batch = idle[batch_start : batch_start + 256]
+            await asyncio.gather(*(a.deactivate() for a in batch))
+        self.metrics["passivations"] += len(idle)
+        return len(idle)
+
+    async def _stop_collector(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+            self._collector = None
+
+    async def abandon(self) -> None:
+        """Drop every activation at once, as a crash would: nothing more is written."""
+        await self._stop_collector()
+        for activation in self.activations():
+            activation.abandon()
+        self._activations.clear()
+
+    async def stop(self) -> None:
+        """Stop collecting and deactivate everything (each one snapshotted)."""
+        await self._stop_collector()
+        while self._activations:
+            batch = self.activations()[:256]
+            await asyncio.gather(*(a.deactivate() for a in batch))
+            for activation in batch:
+                self.forget(activation)
+
+    # -- actor-to-actor --------------------------------------------------------------------
+
+    def actor_ref(self, ctx: InvocationContext, actor_type: Any, key: str) -> Any:
+        if self.calls is None:
+            raise Unavailable("actor-to-actor calls are not wired on this silo")
+        return self.calls.ref(ctx, actor_type, key)

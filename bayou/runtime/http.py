@@ -1,0 +1,249 @@
+"""The silo's HTTP API: actor calls and tells, health, cluster view, OpenAPI.
+
+Every failure leaves as ``{"error": {"type", "message", "detail"}}`` with a 4xx or 5xx
+status; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bayou import wire
+from bayou.errors import (
+    BadRequest,
+    BayouError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    UnsupportedMediaType,
+)
+
+if TYPE_CHECKING:
+    from bayou.runtime.silo import Silo
+
+log = logging.getLogger("bayou.http")
+
+SILO: web.AppKey[Silo] = web.AppKey("silo")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Bodies sent without a precise type are read as JSON: ``curl -d`` labels them as a form and
+# many HTTP libraries as octet-stream, and refusing those would only confuse people.
+_JSON_TYPES = frozenset(
+    {
+        "application/json",
+        "text/json",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+    }
+)
+_MSGPACK_TYPES = frozenset({wire.MSGPACK, "application/x-msgpack"})
+
+
+def build_http_app(silo: Silo) -> web.Application:
+    """The aiohttp application of one silo."""
+    app = web.Application(
+        client_max_size=silo.settings.max_body_bytes, middlewares=[_error_middleware]
+    )
+    app[SILO] = silo
+    app.router.add_post(wire.TELL_ROUTE, _tell)
+    app.router.add_post(wire.CALL_ROUTE, _call)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get(wire.CLUSTER_ROUTE, _cluster)
+    app.router.add_get(wire.OPENAPI_ROUTE, _openapi)
+    return app
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _media_type_for_reply(request: web.Request) -> str:
+    accept = request.headers.get("Accept", "")
+    return (
+        wire.MSGPACK if wire.MSGPACK in accept or "application/x-msgpack" in accept else wire.JSON
+    )
+
+
+def _respond(request: web.Request, body: Any, status: int = 200) -> web.Response:
+    media_type = _media_type_for_reply(request)
+    return web.Response(
+        body=wire.encode_body(body, media_type), status=status, content_type=media_type
+    )
+
+
+def error_response(request: web.Request, exc: BayouError) -> web.Response:
+    return _respond(request, exc.to_wire(), exc.status)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BayouError as exc:
+        if not isinstance(exc, RequestError):
+            log.info("%s %s -> %s: %s", request.method, request.path, type(exc).__name__, exc)
+        return error_response(request, exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SILO].settings.max_body_bytes
+        return error_response(
+            request,
+            PayloadTooLarge(f"request body is larger than {limit} bytes", {"limit": limit}),
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err: BayouError
+        if exc.status == 404:
+            err = NotFound(f"no route for {request.method} {request.path}")
+        elif exc.status == 405:
+            err = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        else:
+            err = BadRequest(exc.reason)
+            err.status = exc.status  # type: ignore[misc]
+        return error_response(request, err)
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(request, InternalError("internal error; the silo log has details"))
+
+
+# -- request parsing --------------------------------------------------------------------------
+
+
+def _route_params(request: web.Request) -> tuple[str, str, str]:
+    info = request.match_info
+    key = info["key"]
+    problem = wire.key_problem(key)
+    if problem is not None:
+        raise BadRequest(problem, {"field": "key"})
+    return info["type"], key, info["method"]
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """The JSON object (or msgpack map) of named arguments; an empty body means none."""
+    raw_type = request.headers.get("Content-Type")
+    media_type = request.content_type if raw_type else "application/json"
+    if media_type in _JSON_TYPES or media_type.endswith("+json"):
+        media_type = wire.JSON
+    elif media_type in _MSGPACK_TYPES:
+        media_type = wire.MSGPACK
+    else:
+        raise UnsupportedMediaType(
+            f"content type {media_type!r} is not supported; send {wire.JSON} or {wire.MSGPACK}",
+            {"field": "Content-Type"},
+        )
+    data = await request.read()
+    if not data.strip():
+        return {}
+    try:
+        body = wire.decode_body(data, media_type)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed {media_type} body: {exc}", {"field": "body"}) from None
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'the body must be an object of named arguments, e.g. {"n": 1}', {"field": "body"}
+        )
+    for name in body:
+        if not isinstance(name, str):
+            raise BadRequest("argument names must be strings", {"field": "body"})
+    return body
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(wire.IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    problem = wire.key_problem(key, wire.IDEMPOTENCY_KEY)
+    if problem is not None:
+        raise BadRequest(problem, {"field": wire.IDEMPOTENCY_KEY})
+    return key
+
+
+def _timeout(request: web.Request, silo: Silo) -> float | None:
+    """The caller's deadline; longer than ``max_call_timeout`` is clamped, not refused, so a
+    patient client still gets an answer (possibly a 504) instead of an error."""
+    raw = request.headers.get(wire.TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value > 0:  # also catches NaN
+        raise BadRequest(
+            f"{wire.TIMEOUT_HEADER} must be a positive number of seconds, got {raw[:40]!r}",
+            {"field": wire.TIMEOUT_HEADER},
+        )
+    return min(value, silo.settings.max_call_timeout)
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+async def _call(request: web.Request) -> web.Response:
+    silo = request.app[SILO]
+    type_name, key, method = _route_params(request)
+    silo.resolve(type_name, method)  # 404 before reading a body we would discard
+    args = await _read_args(request)
+    result = await silo.call(
+        type_name,
+        key,
+        method,
+        args,
+        idempotency_key=_idempotency_key(request),
+        timeout=_timeout(request, silo),
+    )
+    return _respond(request, {"result": result})
+
+
+async def _tell(request: web.Request) -> web.Response:
+    silo = request.app[SILO]
+    type_name, key, method = _route_params(request)
+    silo.resolve(type_name, method)
+    args = await _read_args(request)
+    message_id = await silo.tell(
+        type_name,
+        key,
+        method,
+        args,
+        message_id=_idempotency_key(request),
+        timeout=_timeout(request, silo),
+    )
+    return _respond(request, {"message_id": message_id}, status=202)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return _respond(request, {"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    silo = request.app[SILO]
+    if silo.ready:
+        return _respond(request, {"status": "ready", "silo": silo.silo_id})
+    return _respond(request, {"status": "not ready", "silo": silo.silo_id}, status=503)
+
+
+async def _cluster(request: web.Request) -> web.Response:
+    silo = request.app[SILO]
+    return _respond(
+        request,
+        {
+            "cluster": None,
+            "silo": silo.silo_id,
+            "partitions": silo.settings.partitions,
+            "ring_version": 0,
+            "members": [{"id": silo.silo_id, "address": silo.address, "status": "active"}],
+        },
+    )
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    from bayou.runtime.openapi import openapi_document
+
+    return _respond(request, openapi_document(request.app[SILO].app))

@@ -1,0 +1,154 @@
+"""The journal record of one invocation and the snapshot of an actor, as stored bytes.
+
+Field names are one letter because a busy actor writes millions of records; the layout is
+versioned by ``v`` so that it can evolve without rewriting old journals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bayou import codec
+from bayou.errors import ActorError, BayouError, error_class
+
+RECORD_VERSION = 1
+
+# A step is a small list: ["run", name, value] | ["now", timestamp] | ["seed", int].
+Step = list[Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an invocation ended: a plain reply, or the wire form of its terminal error."""
+
+    reply: Any = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def failed(cls, exc: BayouError) -> Outcome:
+        return cls(error=exc.to_wire()["error"])
+
+    def unwrap(self) -> Any:
+        """The reply, or raise the recorded error as its bayou exception class."""
+        if self.error is None:
+            return self.reply
+        cls = error_class(str(self.error.get("type", "")))
+        if cls is BayouError:
+            cls = ActorError
+        raise cls(str(self.error.get("message", "")), self.error.get("detail"))
+
+
+@dataclass(slots=True)
+class InvocationRecord:
+    """One committed exclusive invocation: what came in, what it saw, how it ended."""
+
+    method: str
+    args: dict[str, Any]
+    steps: list[Step]
+    outcome: Outcome
+    committed_at: float
+    idempotency_key: str | None = None
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {
+            "v": RECORD_VERSION,
+            "m": self.method,
+            "a": self.args,
+            "s": self.steps,
+            "t": self.committed_at,
+        }
+        if self.idempotency_key is not None:
+            body["k"] = self.idempotency_key
+        if self.outcome.error is None:
+            body["r"] = self.outcome.reply
+        else:
+            body["e"] = self.outcome.error
+        return codec.pack(body)
+
+    @classmethod
+    def decode(cls, data: bytes) -> InvocationRecord:
+        body = codec.unpack(data)
+        return cls(
+            method=body["m"],
+            args=body["a"],
+            steps=body["s"],
+            outcome=Outcome(reply=body.get("r"), error=body.get("e")),
+            committed_at=body["t"],
+            idempotency_key=body.get("k"),
+        )
+
+
+def fingerprint(method: str, args: dict[str, Any]) -> str:
+    """Identifies what a call asked for, to refuse an idempotency key reused for another."""
+    return hashlib.blake2b(codec.pack([method, sorted(args.items())]), digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class DedupEntry:
+    seq: int
+    fingerprint: str
+    outcome: Outcome
+    at: float
+
+
+@dataclass(slots=True)
+class DedupWindow:
+    """The recorded outcome of recent keyed invocations, kept across snapshots.
+
+    Bounded by count and by age: an entry is dropped only once it is both beyond the newest
+    ``size`` entries and older than ``max_age`` seconds... unless ``size`` is exceeded tenfold,
+    which bounds memory even under a burst of keys.
+    """
+
+    size: int
+    max_age: float
+    entries: dict[str, DedupEntry] = field(default_factory=dict)
+
+    def get(self, key: str) -> DedupEntry | None:
+        return self.entries.get(key)
+
+    def add(self, key: str, entry: DedupEntry) -> None:
+        self.entries[key] = entry
+
+    def prune(self, now: float) -> None:
+        excess = len(self.entries) - self.size
+        if excess <= 0:
+            return
+        hard_excess = len(self.entries) - 10 * max(self.size, 1)
+        for key in list(self.entries)[:excess]:  # dicts keep insertion order: oldest first
+            if hard_excess > 0 or now - self.entries[key].at > self.max_age:
+                del self.entries[key]
+                hard_excess -= 1
+            else:
+                break
+
+    def dump(self) -> list[Any]:
+        return [
+            [key, e.seq, e.fingerprint, e.outcome.reply, e.outcome.error, e.at]
+            for key, e in self.entries.items()
+        ]
+
+    def load(self, rows: list[Any]) -> None:
+        for key, seq, fp, reply, error, at in rows:
+            self.entries[key] = DedupEntry(seq, fp, Outcome(reply, error), at)
+
+
+@dataclass(slots=True)
+class SnapshotBody:
+    """An actor's state (plain data; None for entities) and its dedup window."""
+
+    state: Any
+    dedup: list[Any]
+    taken_at: float
+
+    def encode(self) -> bytes:
+        return codec.pack(
+            {"v": RECORD_VERSION, "st": self.state, "d": self.dedup, "t": self.taken_at}
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SnapshotBody:
+        body = codec.unpack(data)
+        return cls(state=body.get("st"), dedup=body.get("d", []), taken_at=body.get("t", 0.0))
