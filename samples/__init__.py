@@ -1,0 +1,1 @@
+"""Sample actors built on bayou's public API only."""

@@ -1,0 +1,8 @@
+"""The app that hosts every sample actor: ``bayou silo --app samples.app:app``."""
+
+from bayou import App
+from samples.chat import Chat
+from samples.counter import Counter
+from samples.loyalty import Loyalty
+
+app = App([Counter, Loyalty, Chat])

@@ -1,0 +1,28 @@
+"""The app the cluster tests run in real silo processes: the samples plus a probe."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bayou import Actor, App, SiloSettings, actor
+from samples.chat import Chat
+from samples.counter import Counter, CounterState
+from samples.loyalty import Loyalty
+
+
+@actor("probe")
+class Probe(Actor[CounterState]):
+    """Handlers that fail or stall on demand."""
+
+    async def boom(self, message: str) -> None:
+        raise LookupError(message)
+
+    async def sleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+app = App(
+    [Counter, Loyalty, Chat, Probe],
+    SiloSettings(snapshot_every=25, max_body_bytes=64 * 1024, call_timeout=10),
+)
