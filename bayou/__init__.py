@@ -5,10 +5,10 @@ runs its messages one at a time, journals each one durably and snapshots its sta
 
 Layering (imports only point down)::
 
-    bayou.client   ->  bayou.actor, bayou.wire, bayou.errors
+    bayou.client   ->  bayou.model, bayou.wire, bayou.errors
     bayou.runtime  ->  bayou.placement  ->  bayou.storage
 
-``import bayou`` stays light: the runtime and the client load on first use of their names.
+``import bayou`` stays light: each public name loads its module on first use.
 """
 
 from __future__ import annotations
@@ -16,49 +16,59 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from bayou.actor import Actor, ActorBase, Entity, actor, query
-from bayou.context import KV, Context
-from bayou.errors import (
-    ActorError,
-    BadRequest,
-    BayouError,
-    CallTimeout,
-    DeadlockError,
-    FencedWrite,
-    IdempotencyKeyReused,
-    InternalError,
-    InvalidArguments,
-    NonDeterminismError,
-    NotFound,
-    PayloadTooLarge,
-    RequestError,
-    SiloUnreachable,
-    StorageError,
-    Unavailable,
-    UnknownActorType,
-    UnknownMethod,
-    UnsupportedMediaType,
-)
-
 if TYPE_CHECKING:
     from bayou.client import ActorRef, Client
+    from bayou.context import KV, Context
+    from bayou.errors import (
+        ActorError,
+        BadRequest,
+        BayouError,
+        CallTimeout,
+        DeadlockError,
+        FencedWrite,
+        IdempotencyKeyReused,
+        InternalError,
+        InvalidArguments,
+        NonDeterminismError,
+        NotFound,
+        PayloadTooLarge,
+        RequestError,
+        SiloUnreachable,
+        StorageError,
+        Unavailable,
+        UnknownActorType,
+        UnknownMethod,
+        UnsupportedMediaType,
+    )
+    from bayou.model import Actor, ActorBase, Entity, actor, query
     from bayou.runtime import App, Silo, SiloSettings
 
 __version__ = "0.1.0"
 
-_LAZY = {
+# Every public name loads its module on first use, so ``import bayou.storage`` (say) pulls in
+# nothing above it: the layering test checks this in a fresh interpreter.
+_MODULE_OF = {
+    "Actor": "bayou.model",
+    "ActorBase": "bayou.model",
+    "Entity": "bayou.model",
+    "actor": "bayou.model",
+    "query": "bayou.model",
+    "KV": "bayou.context",
+    "Context": "bayou.context",
     "ActorRef": "bayou.client",
-    "App": "bayou.runtime",
     "Client": "bayou.client",
+    "App": "bayou.runtime",
     "Silo": "bayou.runtime",
     "SiloSettings": "bayou.runtime",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
-        raise AttributeError(f"module 'bayou' has no attribute {name!r}")
+        if name not in __all__:
+            raise AttributeError(f"module 'bayou' has no attribute {name!r}")
+        module = "bayou.errors"
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

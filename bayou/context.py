@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from bayou.actor import ActorBase
+    from bayou.model import ActorBase
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@
         alice = client.ref(Counter, "alice")
         await alice.add(10)
 
-Only ``bayou.wire``, ``bayou.errors``, ``bayou.codec`` and ``bayou.actor`` are imported
+Only ``bayou.wire``, ``bayou.errors``, ``bayou.codec`` and ``bayou.model`` are imported
 here, so applications that only call actors never load the silo or the storage backends.
 """
 

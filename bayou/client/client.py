@@ -17,11 +17,11 @@ import aiohttp
 import yarl
 
 from bayou import wire
-from bayou.actor import ActorBase, spec_of
 from bayou.client import protocol
 from bayou.client.backoff import Backoff
 from bayou.client.ref import ActorRef
 from bayou.errors import RETRYABLE, BayouError, CallTimeout, SiloUnreachable
+from bayou.model import ActorBase, spec_of
 
 # Failures of the transport itself: the request may or may not have reached the silo, and
 # the idempotency key makes resending it safe either way. TimeoutError covers aiohttp's

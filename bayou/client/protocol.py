@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from bayou import wire
-from bayou.actor import TYPE_NAME
 from bayou.errors import BadRequest, BayouError, from_wire
+from bayou.model import TYPE_NAME
 
 
 def new_idempotency_key() -> str:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from bayou.actor import ActorSpec, HandlerSpec
 from bayou.client import protocol
+from bayou.model import ActorSpec, HandlerSpec
 
 if TYPE_CHECKING:
     from bayou.client.client import Client

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from bayou import codec
-from bayou.actor import Actor, ActorBase, ActorSpec, HandlerSpec, current_invocation
 from bayou.errors import (
     RETRYABLE,
     ActorError,
@@ -30,6 +29,7 @@ from bayou.errors import (
     StorageError,
     Unavailable,
 )
+from bayou.model import Actor, ActorBase, ActorSpec, HandlerSpec, current_invocation
 from bayou.runtime.invocation import InvocationContext
 from bayou.runtime.kv_cache import KVCache
 from bayou.runtime.records import (

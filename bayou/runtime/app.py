@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bayou.actor import ActorBase, ActorSpec, spec_of
+from bayou.model import ActorBase, ActorSpec, spec_of
 from bayou.runtime.settings import SiloSettings
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bayou.actor import ActorBase, spec_of
 from bayou.errors import RETRYABLE, BayouError, DeadlockError
+from bayou.model import ActorBase, spec_of
 from bayou.runtime.records import Outcome
 
 if TYPE_CHECKING:

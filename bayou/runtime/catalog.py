@@ -13,9 +13,9 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from bayou.actor import ActorSpec
 from bayou.clock import Clock
 from bayou.errors import Unavailable
+from bayou.model import ActorSpec
 from bayou.placement.ownership import PartitionOwnership
 from bayou.placement.partitions import partition_of
 from bayou.runtime.activation import Activation

@@ -22,7 +22,7 @@ from bayou.errors import NonDeterminismError
 from bayou.runtime.records import Step
 
 if TYPE_CHECKING:
-    from bayou.actor import ActorBase
+    from bayou.model import ActorBase
     from bayou.runtime.activation import Activation
 
 T = TypeVar("T")

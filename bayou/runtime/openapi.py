@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bayou import wire
-from bayou.actor import ActorSpec, HandlerSpec
+from bayou.model import ActorSpec, HandlerSpec
 from bayou.runtime.app import App
 
 _ERROR = {

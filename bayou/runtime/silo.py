@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from bayou.actor import ActorSpec, HandlerSpec
 from bayou.clock import Clock
 from bayou.errors import BadRequest, CallTimeout, InvalidArguments, UnknownActorType, UnknownMethod
+from bayou.model import ActorSpec, HandlerSpec
 from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls

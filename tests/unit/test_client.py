@@ -23,9 +23,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bayou import errors, wire
-from bayou.actor import Actor, actor, query
 from bayou.client import ActorRef, Client
 from bayou.client.backoff import Backoff
+from bayou.model import Actor, actor, query
 
 # --------------------------------------------------------------------------- the actor
 
