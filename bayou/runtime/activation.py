@@ -229,7 +229,7 @@ class Activation:
 
     def call(self, message: Message) -> asyncio.Future[Any]:
         """Queue an exclusive message; the future resolves once its turn is committed."""
-        if self.status not in ("active", "deactivating"):
+        if self.status != "active":
             raise Unavailable(f"{self.actor_key} is {self.status}")
         return self._enqueue(message)
 
@@ -264,6 +264,14 @@ class Activation:
                     if not fut.done():
                         fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
                     self.lose_ownership()
+                    return
+                except StorageError as exc:
+                    # Whether the write landed is unknown (a lost reply looks like a failure),
+                    # so memory can no longer be trusted to match storage: reload on next use.
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    log.warning("%s: storage failed (%s); reloading on next use", self, exc)
+                    self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
                     return
                 except BaseException as exc:
                     if not fut.done():

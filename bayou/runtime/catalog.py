@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from bayou.clock import Clock
-from bayou.errors import Unavailable
+from bayou.errors import ActorError, BayouError, Unavailable
 from bayou.model import ActorSpec
 from bayou.placement.ownership import PartitionOwnership
 from bayou.placement.partitions import partition_of
@@ -71,9 +71,17 @@ class Catalog:
                     if self._activations.get(ident) is activation:
                         del self._activations[ident]
                     activation.status = "closed"
+                    if isinstance(exc, Exception) and not isinstance(exc, BayouError):
+                        # on_activate or a state model that no longer loads: the caller
+                        # gets a typed error naming it, the log gets the traceback.
+                        log.exception("activating %s failed", activation.actor_key)
+                        exc = ActorError(
+                            f"activating {activation.actor_key} failed: {exc}",
+                            {"exception": type(exc).__name__},
+                        )
                     activation.loaded.set_exception(exc)
                     activation.loaded.exception()  # retrieved: waiters got it via shield
-                    raise
+                    raise exc from None
                 activation.loaded.set_result(None)
                 self.metrics["activations"] += 1
                 return activation

@@ -26,7 +26,7 @@ from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
-from bayou.storage.contract import Storage
+from bayou.storage.contract import ActorKey, Storage
 from bayou.storage.group_commit import GroupCommitter
 
 log = logging.getLogger("bayou.silo")
@@ -100,15 +100,19 @@ class Silo:
     async def _wake_inboxes(self) -> None:
         """Activate actors with tells that were accepted but not yet processed before a restart."""
         waiting = await self.storage.inbox_actors(range(self.settings.partitions))
-        for actor in waiting:
+
+        async def wake(actor: ActorKey) -> None:
             spec = self.app.spec(actor.type)
             if spec is None:
                 log.warning("inbox of %s waits, but this app has no such actor type", actor)
-                continue
+                return
             try:
                 await self.catalog.get(spec, actor.key)
             except Exception:
                 log.exception("could not activate %s to drain its inbox", actor)
+
+        for start in range(0, len(waiting), 64):
+            await asyncio.gather(*(wake(actor) for actor in waiting[start : start + 64]))
 
     async def stop(self) -> None:
         """Stop serving, finish turns in flight, snapshot and release everything."""

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bayou import (
+    Actor,
     ActorError,
     App,
     CallTimeout,
@@ -14,8 +15,10 @@ from bayou import (
     IdempotencyKeyReused,
     InvalidArguments,
     SiloSettings,
+    StorageError,
     UnknownActorType,
     UnknownMethod,
+    actor,
 )
 from bayou.runtime.records import InvocationRecord
 from bayou.storage import MemoryStorage
@@ -27,6 +30,7 @@ from tests.unit.actors import (
     Caller,
     Ledger,
     Recorder,
+    Trace,
     gate,
 )
 
@@ -290,3 +294,49 @@ async def test_a_call_that_cannot_finish_in_time_times_out_and_still_commits() -
             "recorder", "slow", "slow", {"tag": "a", "hold": "late"}, idempotency_key="late-1"
         )
         assert reply == ["start:a", "end:a"]
+
+
+class LosesCommitReplies(MemoryStorage):
+    """Applies a commit, then reports failure: the reply of a write was lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = 0
+
+    async def commit(self, batch):  # type: ignore[no-untyped-def]
+        results = await super().commit(batch)
+        if self.lose_next:
+            self.lose_next -= 1
+            raise ConnectionResetError("reply lost")
+        return results
+
+
+async def test_a_commit_whose_outcome_is_unknown_reloads_the_actor() -> None:
+    storage = LosesCommitReplies()
+    async with local_silo(make_app(), storage=storage) as silo:
+        assert await silo.call("recorder", "u", "add", {"n": 1}) == 1
+        storage.lose_next = 1
+        with pytest.raises(StorageError):
+            await silo.call("recorder", "u", "add", {"n": 2}, idempotency_key="u-2")
+        # The write did land; the reloaded activation knows it, and the retry is answered
+        # from the record instead of adding 2 again.
+        assert await silo.call("recorder", "u", "add", {"n": 2}, idempotency_key="u-2") == 3
+        assert (await silo.call("recorder", "u", "read", {}))["total"] == 3
+
+
+@actor("broken")
+class Broken(Actor[Trace]):
+    async def on_activate(self) -> None:
+        raise KeyError("config missing")
+
+    async def ping(self) -> None:
+        return None
+
+
+async def test_a_failing_on_activate_is_a_typed_error_and_is_retried_next_time() -> None:
+    async with local_silo(App([Broken])) as silo:
+        for _ in range(2):
+            with pytest.raises(ActorError, match="config missing") as caught:
+                await silo.call("broken", "b", "ping", {})
+            assert caught.value.exception_type == "KeyError"
+        assert len(silo.catalog) == 0
