@@ -11,17 +11,21 @@ from bayou.storage.sqlite import SqliteStorage
 _REDIS_SCHEMES = ("redis://", "rediss://")
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, cluster: str = "default") -> Storage:
     """The backend ``url`` names, constructed but not opened (the caller awaits ``open()``).
 
     ``memory://`` is an in-process store; ``sqlite:///abs/path.db`` or a plain filesystem
-    path is a sqlite file. Anything else raises ValueError.
+    path is a sqlite file; ``redis://`` and ``rediss://`` URLs are a Redis server, shared by
+    the silos of ``cluster`` (which only the redis backend uses). Anything else raises
+    ValueError.
     """
     if url == "memory://":
         return MemoryStorage()
     if url.startswith(_REDIS_SCHEMES):
-        # Seam for the redis backend: construct it here once it exists.
-        raise ValueError("redis storage is not available yet")
+        # Imported here so that choosing another backend never imports redis.
+        from bayou.storage.redis import RedisStorage
+
+        return RedisStorage(url, cluster)
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         if not path:
@@ -29,4 +33,6 @@ def open_storage(url: str) -> Storage:
         return SqliteStorage(path)
     if url and "://" not in url:
         return SqliteStorage(os.path.expanduser(url))
-    raise ValueError(f"unsupported storage url {url!r}: use memory://, sqlite:///path or a path")
+    raise ValueError(
+        f"unsupported storage url {url!r}: use memory://, sqlite:///path, a path or redis://"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bayou.storage import MemoryStorage, SqliteStorage, open_storage
+from bayou.storage import MemoryStorage, RedisStorage, SqliteStorage, open_storage
 
 
 def test_memory_url() -> None:
@@ -33,9 +33,24 @@ def test_home_is_expanded() -> None:
     assert "~" not in str(storage.path)
 
 
-def test_redis_is_not_available_yet() -> None:
-    with pytest.raises(ValueError, match="redis storage is not available yet"):
-        open_storage("redis://localhost:6379/0")
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://user:pw@redis:6380/2"])
+def test_redis_urls(url: str) -> None:
+    storage = open_storage(url, cluster="prod")
+    assert isinstance(storage, RedisStorage)
+    assert storage.url == url
+    assert storage.keys.cluster == "prod"
+
+
+def test_redis_cluster_defaults_and_positional() -> None:
+    default = open_storage("redis://localhost:6379/0")
+    assert isinstance(default, RedisStorage) and default.keys.cluster == "default"
+    positional = open_storage("redis://localhost:6379/0", "blue")
+    assert isinstance(positional, RedisStorage) and positional.keys.cluster == "blue"
+
+
+def test_redis_cluster_name_must_not_break_the_hash_tag() -> None:
+    with pytest.raises(ValueError, match="cluster name"):
+        open_storage("redis://localhost:6379/0", cluster="a}b")
 
 
 @pytest.mark.parametrize("url", ["", "postgres://db/bayou", "memory://extra", "sqlite://"])

@@ -1,0 +1,379 @@
+"""The cluster store: every actor's records in Redis, fenced writes as Lua scripts.
+
+Layout and encodings are in ``redis_keys``, the scripts in ``redis_scripts``. A commit is as
+durable as the server's persistence makes it (AOF with ``appendfsync always`` for "fsynced
+before the reply"; ``everysec`` loses up to a second on a server crash).
+
+Failure model: every redis failure (refused connection, timeout, error reply) surfaces as
+``StorageError``, never as a redis exception, and no call waits longer than ``timeout``.
+The connection pool reconnects with exponential backoff and re-sends a command whose
+connection broke, so a restarted server is used again as soon as it answers; scripts are
+loaded again when the restarted server no longer knows them (NOSCRIPT). A re-sent write
+never reports a false success: a re-sent commit that had landed reports its seq as a
+duplicate, a re-sent claim returns the same epoch, a re-sent message is deduplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bayou.errors import StorageError
+from bayou.storage import redis_scripts as scripts
+from bayou.storage.contract import (
+    ActorKey,
+    Commit,
+    Fence,
+    InboxMessage,
+    JournalRecord,
+    Ownership,
+    Snapshot,
+    Storage,
+)
+from bayou.storage.redis_keys import (
+    KeySpace,
+    decode_actor,
+    decode_step_field,
+    journal_floor,
+    journal_seq,
+    step_field,
+    step_prefix,
+)
+
+# Reads and writes of large payloads (1 MB records) finish well within this on a LAN.
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+# A connection idle this long is PINGed before use, so a dead one is replaced first.
+HEALTH_CHECK_INTERVAL = 15
+# Reconnect backoff: 50 ms, 100 ms, 200 ms. redis-py nests connect retries inside command
+# retries, so a call against a server that is down fails after about 0.7 s: long enough to
+# ride out a blip, short enough that callers see an outage quickly.
+RETRIES = 3
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 1.0
+# Upper bound on any one storage call, whatever the retries and payloads do.
+DEFAULT_TIMEOUT = 15.0
+
+_JOURNAL_PAGE = 1000  # XRANGE entries per page
+# What XRANGE returns with decode_responses=False (which open() insists on).
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+_KV_CHUNK = 1000  # fields per HMGET
+
+
+def make_client(url: str) -> redis.asyncio.Redis:
+    """A client for ``url`` with bytes replies, socket timeouts, health checks and retries."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_keepalive=True,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        client_name="bayou-storage",
+    )
+
+
+class RedisStorage(Storage):
+    """A ``Storage`` in Redis, shared by every silo of cluster ``cluster``.
+
+    Clusters sharing one Redis keep apart by name (every key contains it). ``client`` lets
+    the caller supply a configured client (it must use ``decode_responses=False``); such a
+    client is the caller's to close. Otherwise ``open()`` builds one from ``url`` and
+    ``close()`` closes it; a closed store refuses calls until opened again.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cluster: str,
+        *,
+        client: redis.asyncio.Redis | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.keys = KeySpace(cluster)
+        self.timeout = timeout
+        self._given = client
+        self._client: redis.asyncio.Redis | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisStorage({_redacted(self.url)!r}, {self.keys.cluster!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check the server answers and load the scripts; a no-op if open."""
+        if self._client is not None:
+            return
+        client = self._given or make_client(self.url)
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisStorage needs a client with decode_responses=False")
+        try:
+            async with self._guard("open"):
+                pipe = client.pipeline(transaction=False)
+                pipe.ping()
+                for script in scripts.SCRIPTS:
+                    pipe.script_load(script.source)
+                await pipe.execute()
+        except BaseException:
+            if client is not self._given:
+                await client.aclose()
+            raise
+        self._client = client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client is not self._given:
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, what: str) -> AsyncIterator[None]:
+        """Bound the block by ``timeout`` and turn every redis failure into StorageError."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except TimeoutError as exc:  # asyncio's deadline, or a socket timeout (RedisError)
+            raise StorageError(f"{self!r}: {what} timed out after {self.timeout}s") from exc
+        except (RedisError, OSError, ValueError) as exc:
+            raise StorageError(f"{self!r}: {what} failed: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _session(self, what: str) -> AsyncIterator[redis.asyncio.Redis]:
+        client = self._client
+        if client is None:
+            raise StorageError(f"{self!r} is not open")
+        async with self._guard(what):
+            yield client
+
+    # -- ownership -------------------------------------------------------------------------
+
+    async def claim(self, partition: int, silo: str, dead: Collection[str] = ()) -> int | None:
+        async with self._session("claim") as client:
+            epoch = await scripts.run(
+                client, scripts.CLAIM, [self.keys.owner(partition)], [silo, *dead]
+            )
+        return None if epoch < 0 else int(epoch)
+
+    async def release(self, fence: Fence) -> bool:
+        async with self._session("release") as client:
+            released = await scripts.run(
+                client, scripts.RELEASE, [self.keys.owner(fence.partition)], _fence_args(fence)
+            )
+        return bool(released)
+
+    async def owner(self, partition: int) -> Ownership:
+        async with self._session("owner") as client:
+            silo, epoch = await client.hmget(self.keys.owner(partition), [b"silo", b"epoch"])
+        return Ownership(
+            partition, None if silo is None else _bytes(silo).decode(), int(epoch or 0)
+        )
+
+    # -- journal ---------------------------------------------------------------------------
+
+    async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
+        """Every commit is one script run; all of them travel in one pipeline."""
+        results: list[BaseException | None] = [None] * len(batch)
+        sent: list[int] = []
+        calls: list[scripts.Call] = []
+        for i, one in enumerate(batch):
+            if one.actor.partition != one.fence.partition:
+                results[i] = scripts.wrong_partition(one.actor, one.fence)
+            elif one.record.seq < 0:
+                # Stream ids are unsigned; no backend ever sees a negative seq from the runtime.
+                results[i] = StorageError(f"{one.actor}: journal seq {one.record.seq} < 0")
+            else:
+                sent.append(i)
+                calls.append(self._commit_call(one))
+        async with self._session("commit") as client:
+            replies = await scripts.run_many(client, scripts.COMMIT, calls) if calls else []
+        for i, reply in zip(sent, replies, strict=True):
+            one = batch[i]
+            results[i] = scripts.outcome(reply, one.actor, one.fence, one.record.seq)
+        return results
+
+    def _commit_call(self, commit: Commit) -> scripts.Call:
+        keys = self.keys.actor(commit.actor)
+        sets: list[bytes | str] = []
+        deletes: list[str] = []
+        for k, v in commit.kv_writes.items():
+            if v is None:
+                deletes.append(k)
+            else:
+                sets += (k, bytes(v))
+        args: list[Any] = [
+            *_fence_args(commit.fence),
+            str(commit.record.seq),
+            bytes(commit.record.data),
+            keys.member,
+            "0" if commit.inbox_ack is None else "1",
+            commit.inbox_ack or "",
+            "0" if commit.clear_steps is None else "1",
+            b"" if commit.clear_steps is None else step_prefix(commit.clear_steps),
+            str(len(sets) // 2),
+            *sets,
+            str(len(deletes)),
+            *deletes,
+        ]
+        return keys.all(), args
+
+    async def read_journal(self, actor: ActorKey, after_seq: int = 0) -> list[JournalRecord]:
+        key = self.keys.journal(actor)
+        start = journal_floor(after_seq + 1)
+        records: list[JournalRecord] = []
+        async with self._session("read_journal") as client:
+            while True:
+                page = cast(_Entries, await client.xrange(key, start, b"+", count=_JOURNAL_PAGE))
+                records += (JournalRecord(journal_seq(eid), fields[b"d"]) for eid, fields in page)
+                if len(page) < _JOURNAL_PAGE:
+                    return records
+                start = journal_floor(records[-1].seq + 1)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    async def write_snapshot(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> None:
+        if actor.partition != fence.partition:
+            raise scripts.wrong_partition(actor, fence)
+        keys = [
+            self.keys.owner(actor.partition),
+            self.keys.snapshot(actor),
+            self.keys.journal(actor),
+        ]
+        # The journal keeps records with seq > snapshot.seq: stream ids from <seq + 1>-0 up.
+        trim = journal_floor(snapshot.seq + 1)
+        args = [*_fence_args(fence), str(snapshot.seq), bytes(snapshot.data), trim]
+        async with self._session("write_snapshot") as client:
+            reply = await scripts.run(client, scripts.WRITE_SNAPSHOT, keys, args)
+        scripts.check(reply, fence)
+
+    async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
+        async with self._session("read_snapshot") as client:
+            seq, data = await client.hmget(self.keys.snapshot(actor), [b"seq", b"data"])
+        return None if seq is None else Snapshot(int(seq), _bytes(data))
+
+    # -- kv --------------------------------------------------------------------------------
+
+    async def kv_get(self, actor: ActorKey, keys: Sequence[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(keys))
+        key = self.keys.kv(actor)
+        async with self._session("kv_get") as client:
+            if not wanted:
+                return {}
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, len(wanted), _KV_CHUNK):
+                pipe.hmget(key, wanted[start : start + _KV_CHUNK])
+            chunks: list[list[bytes | None]] = await pipe.execute()
+        values = [v for chunk in chunks for v in chunk]
+        return {k: v for k, v in zip(wanted, values, strict=True) if v is not None}
+
+    # -- inbox -----------------------------------------------------------------------------
+
+    async def inbox_put(self, actor: ActorKey, fence: Fence, message: InboxMessage) -> bool:
+        if actor.partition != fence.partition:
+            raise scripts.wrong_partition(actor, fence)
+        keys = self.keys.actor(actor)
+        args = [*_fence_args(fence), message.id, bytes(message.data), keys.member]
+        async with self._session("inbox_put") as client:
+            reply = await scripts.run(
+                client,
+                scripts.INBOX_PUT,
+                [keys.own, keys.inbox, keys.inbox_order, keys.inboxes],
+                args,
+            )
+        return bool(scripts.check(reply, fence)[1])
+
+    async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
+        async with self._session("inbox_read") as client:
+            # MULTI/EXEC: the order and the payloads are read at one instant.
+            pipe = client.pipeline(transaction=True)
+            pipe.zrange(self.keys.inbox_order(actor), 0, -1)
+            pipe.hgetall(self.keys.inbox(actor))
+            ids, payloads = await pipe.execute()
+        return [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
+
+    async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        wanted = sorted(set(partitions))
+        async with self._session("inbox_actors") as client:
+            if not wanted:
+                return []
+            pipe = client.pipeline(transaction=False)
+            for partition in wanted:
+                pipe.smembers(self.keys.inboxes(partition))
+            members: list[set[bytes]] = await pipe.execute()
+            found = [
+                decode_actor(member, partition)
+                for partition, group in zip(wanted, members, strict=True)
+                for member in group
+            ]
+        return sorted(found, key=lambda a: (a.partition, a.type, a.key))
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def step_put(
+        self, actor: ActorKey, fence: Fence, invocation: str, index: int, data: bytes
+    ) -> None:
+        if actor.partition != fence.partition:
+            raise scripts.wrong_partition(actor, fence)
+        keys = [self.keys.owner(actor.partition), self.keys.steps(actor)]
+        args = [*_fence_args(fence), step_field(invocation, index), bytes(data)]
+        async with self._session("step_put") as client:
+            reply = await scripts.run(client, scripts.STEP_PUT, keys, args)
+        scripts.check(reply, fence)
+
+    async def steps_read(self, actor: ActorKey, invocation: str) -> list[bytes]:
+        return (await self._steps(actor, "steps_read")).get(invocation, [])
+
+    async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:
+        return await self._steps(actor, "steps_pending")
+
+    async def _steps(self, actor: ActorKey, what: str) -> dict[str, list[bytes]]:
+        """Every invocation's steps from index 0 up to the first gap; those without 0 left out.
+
+        One HGETALL of the actor's pending steps: they are few (only invocations that were
+        interrupted mid-way), so reading them all is cheaper than a scan per invocation.
+        """
+        async with self._session(what) as client:
+            fields = cast(dict[bytes, bytes], await client.hgetall(self.keys.steps(actor)))
+            by_invocation: dict[str, dict[int, bytes]] = {}
+            for name, data in fields.items():
+                invocation, index = decode_step_field(name)
+                by_invocation.setdefault(invocation, {})[index] = data
+        pending: dict[str, list[bytes]] = {}
+        for invocation, steps in by_invocation.items():
+            contiguous: list[bytes] = []
+            while len(contiguous) in steps:
+                contiguous.append(steps[len(contiguous)])
+            if contiguous:
+                pending[invocation] = contiguous
+        return pending
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password: the repr ends up in error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise StorageError(f"unexpected value from redis: {value!r}")
+    return value
+
+
+def _fence_args(fence: Fence) -> list[str]:
+    return [fence.silo, str(fence.epoch)]

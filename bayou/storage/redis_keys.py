@@ -1,0 +1,207 @@
+"""Every Redis key the redis storage backend uses, and how names are encoded into them.
+
+Layout (``c`` = cluster name, ``p`` = partition number, ``A`` = an encoded actor)::
+
+    bayou:{c:p}:own         hash    {silo, epoch}: the partition's owner; ``silo`` absent
+                                    once released, ``epoch`` kept for the next claim
+    bayou:{c:p}:inboxes     set     encoded actors of the partition with waiting messages
+    bayou:{c:p}:j:A         stream  journal; entry id ``<seq>-1``, one field ``d`` = record
+    bayou:{c:p}:jx:A        stream  scratch copy of the journal, alive only inside the commit
+                                    script that inserts a record below the newest one
+    bayou:{c:p}:s:A         hash    snapshot {seq, data}
+    bayou:{c:p}:kv:A        hash    entity kv: kv key -> value
+    bayou:{c:p}:in:A        hash    inbox messages: message id -> payload
+    bayou:{c:p}:iq:A        zset    inbox order: message id scored by arrival (1, 2, ...)
+    bayou:{c:p}:st:A        hash    pending steps: step field (below) -> step result
+
+No key has a TTL: everything here is durable state, removed only by the operations that
+own it (a commit's ack and clear_steps, a snapshot's trim).
+
+Every key of one partition carries the hash tag ``{c:p}``, so all keys an operation
+touches hash to one slot: one Lua script can check the fence and write atomically, and the
+layout runs unchanged on Redis Cluster. The cluster name may not contain ``{`` or ``}``
+(they would end the tag early); it may contain ``:``, since the partition is the tag's last
+``:``-separated part and is a plain integer.
+
+**Actor encoding** ``A`` = ``<n>:<type>:<key>`` where ``n`` is the byte length of the
+UTF-8 type name. Types and keys may contain ``:`` (or anything else): the length says
+where the type ends, and the key runs to the end. The same bytes name an actor in the
+``inboxes`` set, so the set's members decode back to ``(type, key)``.
+
+**Step field** = ``<n>:<invocation>:<index>`` where ``n`` is the byte length of the UTF-8
+invocation id; ``<n>:<invocation>:`` is thus a prefix no other invocation's fields share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bayou.storage.contract import ActorKey
+
+PREFIX = b"bayou"
+
+
+def encode_name(name: str) -> bytes:
+    """``<n>:<name>`` with ``n`` the byte length: a self-delimiting encoding of ``name``."""
+    raw = name.encode()
+    return b"%d:%s" % (len(raw), raw)
+
+
+def encode_actor(actor: ActorKey) -> bytes:
+    """The actor part of its keys, ``<n>:<type>:<key>``; the partition lives in the tag."""
+    return b"%s:%s" % (encode_name(actor.type), actor.key.encode())
+
+
+def decode_actor(encoded: bytes, partition: int) -> ActorKey:
+    """The inverse of ``encode_actor``; raises ValueError on bytes it did not produce."""
+    type_name, rest = _split_name(encoded)
+    if not rest.startswith(b":"):
+        raise ValueError(f"not an encoded actor: {encoded!r}")
+    return ActorKey(type_name, rest[1:].decode(), partition)
+
+
+def step_prefix(invocation: str) -> bytes:
+    """The prefix shared by exactly the step fields of ``invocation``."""
+    return encode_name(invocation) + b":"
+
+
+def step_field(invocation: str, index: int) -> bytes:
+    return b"%s%d" % (step_prefix(invocation), index)
+
+
+def decode_step_field(field: bytes) -> tuple[str, int]:
+    """``(invocation, index)`` of a step field; raises ValueError on anything else."""
+    invocation, rest = _split_name(field)
+    if not rest.startswith(b":"):
+        raise ValueError(f"not a step field: {field!r}")
+    return invocation, int(rest[1:])
+
+
+def _split_name(data: bytes) -> tuple[str, bytes]:
+    """Decode a leading ``encode_name`` and return it with the bytes after it."""
+    length, colon, rest = data.partition(b":")
+    if not colon or not length.isdigit():
+        raise ValueError(f"no length-prefixed name in {data!r}")
+    n = int(length)
+    if len(rest) < n:
+        raise ValueError(f"name in {data!r} is shorter than its length {n}")
+    return rest[:n].decode(), rest[n:]
+
+
+def journal_id(seq: int) -> bytes:
+    """The stream entry id of journal record ``seq`` (the commit script builds the same).
+
+    The ``-1`` sequence part keeps every id above ``0-0``, which XADD refuses, so even a
+    record with seq 0 has a valid id.
+    """
+    return b"%d-1" % seq
+
+
+def journal_floor(seq: int) -> bytes:
+    """The lowest stream id a record ``>= seq`` can have: XRANGE/XTRIM MINID bound."""
+    return b"%d-0" % max(seq, 0)
+
+
+def journal_seq(entry_id: bytes) -> int:
+    return int(entry_id.partition(b"-")[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ActorKeys:
+    """All keys of one actor plus the partition keys its scripts need, in one hash slot."""
+
+    own: bytes
+    inboxes: bytes
+    journal: bytes
+    journal_scratch: bytes
+    snapshot: bytes
+    kv: bytes
+    inbox: bytes
+    inbox_order: bytes
+    steps: bytes
+    member: bytes  # the actor as stored in ``inboxes``
+
+    def all(self) -> tuple[bytes, ...]:
+        """Every key above (not ``member``, which is a value)."""
+        return (
+            self.own,
+            self.inboxes,
+            self.journal,
+            self.snapshot,
+            self.kv,
+            self.inbox,
+            self.inbox_order,
+            self.steps,
+            self.journal_scratch,
+        )
+
+
+class KeySpace:
+    """The key builders of one cluster; the cluster name is validated once, here."""
+
+    def __init__(self, cluster: str) -> None:
+        if not cluster or "{" in cluster or "}" in cluster:
+            raise ValueError(f"cluster name {cluster!r} must be non-empty and free of '{{}}'")
+        self.cluster = cluster
+        self._cluster = cluster.encode()
+
+    def tag(self, partition: int) -> bytes:
+        """``{cluster:partition}``: Redis hashes only this part of every key below."""
+        return b"{%s:%d}" % (self._cluster, partition)
+
+    def _partition_key(self, partition: int, suffix: bytes) -> bytes:
+        return b"%s:%s:%s" % (PREFIX, self.tag(partition), suffix)
+
+    def owner(self, partition: int) -> bytes:
+        """Hash ``{silo, epoch}``; no TTL."""
+        return self._partition_key(partition, b"own")
+
+    def inboxes(self, partition: int) -> bytes:
+        """Set of encoded actors with waiting messages; no TTL, emptied by acks."""
+        return self._partition_key(partition, b"inboxes")
+
+    def _actor_key(self, actor: ActorKey, kind: bytes) -> bytes:
+        return b"%s:%s" % (self._partition_key(actor.partition, kind), encode_actor(actor))
+
+    def journal(self, actor: ActorKey) -> bytes:
+        """Stream of records, ids ``<seq>-1``; no TTL, trimmed by snapshots."""
+        return self._actor_key(actor, b"j")
+
+    def journal_scratch(self, actor: ActorKey) -> bytes:
+        """Stream rebuilt in order and renamed over the journal, in one script; no TTL
+        needed, it never outlives the script."""
+        return self._actor_key(actor, b"jx")
+
+    def snapshot(self, actor: ActorKey) -> bytes:
+        """Hash ``{seq, data}``; no TTL."""
+        return self._actor_key(actor, b"s")
+
+    def kv(self, actor: ActorKey) -> bytes:
+        """Hash kv key -> value; no TTL."""
+        return self._actor_key(actor, b"kv")
+
+    def inbox(self, actor: ActorKey) -> bytes:
+        """Hash message id -> payload of waiting messages; no TTL, emptied by acks."""
+        return self._actor_key(actor, b"in")
+
+    def inbox_order(self, actor: ActorKey) -> bytes:
+        """Sorted set of waiting message ids by arrival; no TTL, emptied by acks."""
+        return self._actor_key(actor, b"iq")
+
+    def steps(self, actor: ActorKey) -> bytes:
+        """Hash step field -> result; no TTL, cleared by the invocation's commit."""
+        return self._actor_key(actor, b"st")
+
+    def actor(self, actor: ActorKey) -> ActorKeys:
+        return ActorKeys(
+            own=self.owner(actor.partition),
+            inboxes=self.inboxes(actor.partition),
+            journal=self.journal(actor),
+            journal_scratch=self.journal_scratch(actor),
+            snapshot=self.snapshot(actor),
+            kv=self.kv(actor),
+            inbox=self.inbox(actor),
+            inbox_order=self.inbox_order(actor),
+            steps=self.steps(actor),
+            member=encode_actor(actor),
+        )

@@ -1,0 +1,320 @@
+"""The Lua scripts behind every redis storage write, how they are run, and what they reply.
+
+Each fenced write is one script, so the fence check and the write are one atomic step on
+the server. Lua scripts have no rollback: a script that fails after a write leaves that
+write in place. So every script reads and validates everything first and returns early
+with a status, and only then writes, using commands that cannot fail on keys of the right
+type. The keys a script touches all share one hash slot (see ``redis_keys``).
+
+Replies of fenced scripts are arrays whose first element is a status:
+``{0, ...}`` done, ``{1, silo, epoch}`` fenced (the partition's current holder, nil if
+none), ``{2}`` the journal record's seq already exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import NoScriptError
+
+from bayou.errors import FencedWrite, StorageError
+from bayou.storage.contract import ActorKey, Fence
+
+OK = 0
+FENCED = 1
+DUPLICATE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """A script's source and its SHA1, the name EVALSHA knows it by once it is loaded."""
+
+    name: str
+    source: bytes
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source).hexdigest())
+
+
+# Whether ARGV[1]@ARGV[2] still holds the partition whose ownership hash is `own`.
+_FENCE = """
+local function fence_error(own, silo, epoch)
+  local held = redis.call('HMGET', own, 'silo', 'epoch')
+  if held[1] and held[1] == silo and held[2] == epoch then
+    return nil
+  end
+  return {1, held[1], held[2]}
+end
+"""
+
+# KEYS: own. ARGV: silo, dead silo... Returns the epoch now held, or -1.
+CLAIM = LuaScript(
+    "claim",
+    b"""
+local held = redis.call('HMGET', KEYS[1], 'silo', 'epoch')
+local epoch = tonumber(held[2] or '0')
+if held[1] == ARGV[1] then
+  return epoch
+end
+if held[1] then
+  local dead = false
+  for i = 2, #ARGV do
+    if ARGV[i] == held[1] then dead = true break end
+  end
+  if not dead then return -1 end
+end
+epoch = epoch + 1
+redis.call('HSET', KEYS[1], 'silo', ARGV[1], 'epoch', string.format('%d', epoch))
+return epoch
+""",
+)
+
+# KEYS: own. ARGV: silo, epoch. Returns 1 if released, 0 if the fence did not hold.
+RELEASE = LuaScript(
+    "release",
+    (
+        _FENCE
+        + """
+if fence_error(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], 'silo')
+return 1
+"""
+    ).encode(),
+)
+
+# KEYS: own, inboxes, journal, snapshot, kv, inbox, inbox_order, steps, journal_scratch
+# (ActorKeys.all()).
+# ARGV: silo, epoch, seq, data, member, has_ack, ack, has_clear, step_prefix,
+#       n_set, (kv key, value) * n_set, n_del, kv key * n_del.
+COMMIT = LuaScript(
+    "commit",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+local seq = tonumber(ARGV[3])
+local id = ARGV[3] .. '-1'
+local snap = redis.call('HGET', KEYS[4], 'seq')
+-- A seq at or below the snapshot existed once and was trimmed: still a duplicate.
+if snap and seq <= tonumber(snap) then return {2} end
+if #redis.call('XRANGE', KEYS[3], id, id) > 0 then return {2} end
+
+-- Validated: from here on only writes that cannot fail.
+local added = redis.pcall('XADD', KEYS[3], id, 'd', ARGV[4])
+if type(added) == 'table' and added.err then
+  -- seq is new but below the stream's last id (records committed out of order). Streams
+  -- only append (and XDEL leaves tombstones that XTRIM MINID trips over), so write the
+  -- whole journal in order into a fresh stream and rename it over the old one.
+  redis.call('DEL', KEYS[9])
+  local inserted = false
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
+    if not inserted and tonumber(string.match(entry[1], '^%d+')) > seq then
+      redis.call('XADD', KEYS[9], id, 'd', ARGV[4])
+      inserted = true
+    end
+    redis.call('XADD', KEYS[9], entry[1], unpack(entry[2]))
+  end
+  if not inserted then redis.call('XADD', KEYS[9], id, 'd', ARGV[4]) end
+  redis.call('RENAME', KEYS[9], KEYS[3])
+end
+
+-- Chunks keep unpack() well under Lua's C stack limit.
+local chunk = 1000
+local i = 10
+local n_set = tonumber(ARGV[i])
+i = i + 1
+local stop = i + 2 * n_set - 1
+for first = i, stop, 2 * chunk do
+  redis.call('HSET', KEYS[5], unpack(ARGV, first, math.min(first + 2 * chunk - 1, stop)))
+end
+i = stop + 1
+local n_del = tonumber(ARGV[i])
+i = i + 1
+stop = i + n_del - 1
+for first = i, stop, chunk do
+  redis.call('HDEL', KEYS[5], unpack(ARGV, first, math.min(first + chunk - 1, stop)))
+end
+
+if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], ARGV[7]) == 1 then
+  redis.call('ZREM', KEYS[7], ARGV[7])
+  if redis.call('HLEN', KEYS[6]) == 0 then redis.call('SREM', KEYS[2], ARGV[5]) end
+end
+
+if ARGV[8] == '1' then
+  local prefix = ARGV[9]
+  local doomed = {}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[8])) do
+    if string.sub(f, 1, #prefix) == prefix then doomed[#doomed + 1] = f end
+  end
+  for first = 1, #doomed, chunk do
+    redis.call('HDEL', KEYS[8], unpack(doomed, first, math.min(first + chunk - 1, #doomed)))
+  end
+end
+return {0}
+"""
+    ).encode(),
+)
+
+# KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
+WRITE_SNAPSHOT = LuaScript(
+    "write_snapshot",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+local stored = redis.call('HGET', KEYS[2], 'seq')
+-- Same seq replaces; strictly older never moves the actor back in time.
+if stored and tonumber(stored) > tonumber(ARGV[3]) then return {0} end
+redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'data', ARGV[4])
+redis.call('XTRIM', KEYS[3], 'MINID', ARGV[5])
+return {0}
+"""
+    ).encode(),
+)
+
+# KEYS: own, inbox, inbox_order, inboxes. ARGV: silo, epoch, message id, data, member.
+# Returns {0, 1} if stored, {0, 0} if a message with that id is waiting already.
+INBOX_PUT = LuaScript(
+    "inbox_put",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+if redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) == 0 then return {0, 0} end
+local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local score = 1
+if last[2] then score = tonumber(last[2]) + 1 end
+redis.call('ZADD', KEYS[3], string.format('%d', score), ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[5])
+return {0, 1}
+"""
+    ).encode(),
+)
+
+# KEYS: own, steps. ARGV: silo, epoch, step field, data.
+STEP_PUT = LuaScript(
+    "step_put",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return {0}
+"""
+    ).encode(),
+)
+
+SCRIPTS: tuple[LuaScript, ...] = (CLAIM, RELEASE, COMMIT, WRITE_SNAPSHOT, INBOX_PUT, STEP_PUT)
+
+
+# -- running -------------------------------------------------------------------------------
+
+Call = tuple[Sequence[bytes], Sequence[Any]]  # one script run: its KEYS and its ARGV
+
+
+async def run(
+    client: redis.asyncio.Redis, script: LuaScript, keys: Sequence[bytes], args: Sequence[Any]
+) -> Any:
+    """Run ``script`` by SHA; load it once if the server does not know it (NOSCRIPT, as after
+    a restart or a SCRIPT FLUSH) and run it again: a NOSCRIPT reply means it never ran."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        await client.script_load(script.source)
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def run_many(
+    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
+) -> list[Any]:
+    """Run ``script`` once per call, all in one pipeline: one network round trip for the lot.
+
+    Replies are in call order; a script's own error reply is returned in its place. Calls
+    refused with NOSCRIPT never ran, so they are sent again (in order, in one more pipeline)
+    once the script is loaded. redis-py's ``Script`` objects are not used because their
+    pipeline support costs an extra SCRIPT EXISTS round trip on every execute.
+    """
+    replies = await _pipeline(client, script, calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        await client.script_load(script.source)
+        again = await _pipeline(client, script, [calls[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _pipeline(
+    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
+) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    return replies
+
+
+# -- replies -------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None
+
+
+def fenced_write(fence: Fence, reply: Sequence[Any]) -> FencedWrite:
+    """The FencedWrite for a ``{1, silo, epoch}`` reply, worded as the other backends do."""
+    silo = _text(reply[1]) if len(reply) > 1 else None
+    epoch = int(reply[2]) if len(reply) > 2 and reply[2] is not None else 0
+    return FencedWrite(
+        f"partition {fence.partition} is held by {silo}@{epoch}, not {fence.silo}@{fence.epoch}",
+        {"partition": fence.partition, "silo": silo, "epoch": epoch},
+    )
+
+
+def wrong_partition(actor: ActorKey, fence: Fence) -> FencedWrite:
+    """A fence only proves ownership of its own partition; checked before any round trip."""
+    return FencedWrite(
+        f"fence for partition {fence.partition} cannot write {actor} of partition {actor.partition}"
+    )
+
+
+def status(reply: Any) -> int:
+    """The status of a fenced script's reply; StorageError if it is not one."""
+    if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
+        raise StorageError(f"unexpected reply from a redis storage script: {reply!r}")
+    return reply[0]
+
+
+def outcome(reply: Any, actor: ActorKey, fence: Fence, seq: int) -> BaseException | None:
+    """What one commit script's reply means, as ``Storage.commit`` reports it."""
+    if isinstance(reply, Exception):
+        # The script itself failed (it validates before writing, so it wrote nothing).
+        return StorageError(f"{actor}: redis commit of record {seq} failed: {reply}")
+    code = status(reply)
+    if code == OK:
+        return None
+    if code == FENCED:
+        return fenced_write(fence, reply)
+    if code == DUPLICATE:
+        return StorageError(f"{actor}: journal record {seq} already exists")
+    return StorageError(f"{actor}: unexpected commit status {code}")
+
+
+def check(reply: Any, fence: Fence) -> list[Any]:
+    """A fenced script's reply when it succeeded; raises FencedWrite when fenced."""
+    code = status(reply)
+    if code == FENCED:
+        raise fenced_write(fence, reply)
+    if code != OK:
+        raise StorageError(f"unexpected redis storage script status {code}")
+    result: list[Any] = reply
+    return result

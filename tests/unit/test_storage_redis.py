@@ -1,0 +1,376 @@
+"""RedisStorage against the storage contract on a real redis-server, plus what only Redis
+adds: one hash slot per partition, one round trip per group commit, scripts reloaded after
+a flush or a restart, and redis failures surfacing as bounded ``StorageError``s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import redis.asyncio
+from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
+
+from bayou.errors import FencedWrite, StorageError
+from bayou.storage import (
+    ActorKey,
+    Commit,
+    Fence,
+    InboxMessage,
+    Ownership,
+    RedisStorage,
+    Snapshot,
+    Storage,
+    open_storage,
+)
+from bayou.storage.redis_keys import KeySpace, decode_actor, encode_actor, journal_id
+from bayou.storage.redis_scripts import COMMIT
+from tests.redis_server import RedisServer
+from tests.unit.storage_conformance import A, StorageConformance, commit_one, rec, seqs, take
+
+# Names that would break a naive ``type:key`` layout or the hash tag.
+TRICKY = [
+    ActorKey("a:b", "c", 3),
+    ActorKey("a", "b:c", 3),
+    ActorKey("{t}", "}{", 3),
+    ActorKey("", "", 3),
+    ActorKey("tÿpe", "kéy:1:2", 3),
+]
+
+
+class TestRedis(StorageConformance):
+    @pytest.fixture
+    async def storage(self, redis_server: RedisServer, cluster_name: str) -> AsyncIterator[Storage]:
+        store = RedisStorage(redis_server.url, cluster_name)
+        await store.open()
+        yield store
+        await store.close()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, cluster_name: str) -> AsyncIterator[RedisStorage]:
+    storage = RedisStorage(redis_server.url, cluster_name)
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+@pytest.fixture
+async def admin(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client for looking behind the store's back."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts every write of a request to a redis socket: one per network round trip."""
+    counter = [0]
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        counter[0] += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    yield counter
+
+
+async def command_calls(admin: redis.asyncio.Redis, command: str) -> int:
+    stats = await admin.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}", {})
+    return int(entry.get("calls", 0))
+
+
+async def stream_ids(admin: redis.asyncio.Redis, key: bytes) -> list[bytes]:
+    entries = cast(list[tuple[bytes, Any]], await admin.xrange(key))
+    return [entry_id for entry_id, _ in entries]
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_every_key_of_a_partition_shares_one_slot() -> None:
+    space = KeySpace("blue:prod")
+    for actor in TRICKY:
+        keys = space.actor(actor)
+        slots = {key_slot(k) for k in keys.all()}
+        assert slots == {key_slot(space.tag(3))}, actor
+        assert all(b"blue:prod" in k for k in keys.all())
+    assert key_slot(space.owner(3)) != key_slot(space.owner(4))
+
+
+def test_actor_encoding_is_unambiguous() -> None:
+    encoded = [encode_actor(a) for a in TRICKY]
+    assert len(set(encoded)) == len(TRICKY)
+    assert [decode_actor(e, 3) for e in encoded] == TRICKY
+    space = KeySpace("c")
+    assert space.journal(TRICKY[0]) != space.journal(TRICKY[1])
+
+
+@pytest.mark.parametrize("cluster", ["", "a{b", "a}b"])
+def test_cluster_names_that_break_the_tag_are_refused(cluster: str) -> None:
+    with pytest.raises(ValueError, match="cluster name"):
+        KeySpace(cluster)
+
+
+async def test_stored_keys_follow_the_layout(
+    store: RedisStorage, admin: redis.asyncio.Redis, cluster_name: str
+) -> None:
+    expected_types = {
+        b"own": b"hash",
+        b"inboxes": b"set",
+        b"j": b"stream",
+        b"s": b"hash",
+        b"kv": b"hash",
+        b"in": b"hash",
+        b"iq": b"zset",
+        b"st": b"hash",
+    }
+    fence = await take(store, partition=3)
+    for actor in TRICKY:
+        await commit_one(store, Commit(actor, fence, rec(1), kv_writes={"k": b"v"}))
+        await store.inbox_put(actor, fence, InboxMessage("m", b"x"))
+        await store.step_put(actor, fence, "inv", 0, b"s")
+        await store.write_snapshot(actor, fence, Snapshot(0, b"state"))
+    keys = [k async for k in admin.scan_iter(match=f"bayou:{{{cluster_name}:*")]
+    assert len(keys) == 2 + 6 * len(TRICKY)
+    tag = KeySpace(cluster_name).tag(3)
+    for key in keys:
+        assert key_slot(key) == key_slot(tag), key
+        kind = key.split(b"}:", 1)[1].split(b":", 1)[0]
+        assert await admin.type(key) == expected_types[kind], key
+        assert await admin.ttl(key) == -1, key
+    assert await store.inbox_actors([3]) == sorted(TRICKY, key=lambda a: (a.type, a.key))
+    for actor in TRICKY:
+        assert await store.read_journal(actor) == [rec(1)]
+
+
+async def test_journal_is_a_stream_of_seq_ids(
+    store: RedisStorage, admin: redis.asyncio.Redis
+) -> None:
+    fence = await take(store)
+    for seq in (5, 3, 1, 4, 2):  # out of order: the script re-appends the newer entries
+        await commit_one(store, Commit(A, fence, rec(seq)))
+    assert await stream_ids(admin, store.keys.journal(A)) == [journal_id(s) for s in range(1, 6)]
+    assert await store.read_journal(A) == [rec(s) for s in range(1, 6)]
+    results = await store.commit([Commit(A, fence, rec(s)) for s in (3, 6)])
+    assert isinstance(results[0], StorageError) and results[1] is None
+    await store.write_snapshot(A, fence, Snapshot(4, b"four"))
+    assert await stream_ids(admin, store.keys.journal(A)) == [journal_id(5), journal_id(6)]
+    await commit_one(store, Commit(A, fence, rec(8)))
+    await commit_one(store, Commit(A, fence, rec(7)))
+    assert await seqs(store, A) == [5, 6, 7, 8]
+
+
+async def test_long_journal_reads_in_pages(store: RedisStorage) -> None:
+    fence = await take(store)
+    await store.commit([Commit(A, fence, rec(s)) for s in range(1, 2502)])
+    assert await seqs(store, A) == list(range(1, 2502))
+    assert await seqs(store, A, after=1000) == list(range(1001, 2502))
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+async def test_group_commit_is_one_round_trip(
+    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int]
+) -> None:
+    fences = [await take(store, partition=p) for p in range(8)]
+    batch = [
+        Commit(
+            ActorKey("t", f"k{i}", i % 8),
+            fences[i % 8],
+            rec(1),
+            kv_writes={"n": b"%d" % i},
+            inbox_ack="m",
+            clear_steps="inv",
+        )
+        for i in range(200)
+    ]
+    evalsha_before = await command_calls(admin, "evalsha")
+    sends[0] = 0
+    assert await store.commit(batch) == [None] * 200
+    assert sends[0] == 1, f"{sends[0]} round trips for one batch"
+    assert await command_calls(admin, "evalsha") - evalsha_before == 200
+    assert await store.kv_get(ActorKey("t", "k199", 7), ["n"]) == {"n": b"199"}
+
+
+async def test_inbox_actors_is_one_round_trip(store: RedisStorage, sends: list[int]) -> None:
+    for p in (0, 700):
+        fence = await take(store, partition=p)
+        await store.inbox_put(ActorKey("t", "k", p), fence, InboxMessage("m", b""))
+    sends[0] = 0
+    found = await store.inbox_actors(range(1024))
+    assert sends[0] == 1
+    assert found == [ActorKey("t", "k", 0), ActorKey("t", "k", 700)]
+
+
+async def test_scripts_reload_after_script_flush(
+    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int]
+) -> None:
+    fence = await take(store)
+    await admin.script_flush()
+    sends[0] = 0
+    assert await store.commit([Commit(A, fence, rec(1)), Commit(A, fence, rec(2))]) == [None] * 2
+    assert sends[0] == 3  # NOSCRIPT replies, SCRIPT LOAD, the refused commits again
+    await admin.script_flush()
+    await store.step_put(A, fence, "inv", 0, b"s")
+    assert await store.steps_read(A, "inv") == [b"s"]
+    assert await seqs(store, A) == [1, 2]
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+async def test_redis_errors_become_storage_errors(
+    store: RedisStorage, admin: redis.asyncio.Redis
+) -> None:
+    fence = await take(store)
+    await admin.set(store.keys.journal(A), b"not a stream")  # sabotage: wrong type
+    [result] = await store.commit([Commit(A, fence, rec(1), kv_writes={"x": b"1"})])
+    assert type(result) is StorageError
+    assert await store.kv_get(A, ["x"]) == {}  # the script failed before writing
+    with pytest.raises(StorageError) as info:
+        await store.read_journal(A)
+    assert type(info.value) is StorageError
+
+
+async def test_lifecycle(redis_server: RedisServer, cluster_name: str) -> None:
+    store = RedisStorage(redis_server.url, cluster_name)
+    with pytest.raises(StorageError, match="not open"):
+        await store.owner(0)
+    await store.open()
+    await store.open()  # no-op
+    assert await store.claim(0, "s1") == 1
+    await store.close()
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.inbox_actors([])
+    await store.open()  # a new client: the data is the server's
+    assert await store.owner(0) == Ownership(0, "s1", 1)
+    await store.close()
+
+
+async def test_given_client_is_borrowed(redis_server: RedisServer, cluster_name: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    store = RedisStorage("redis://ignored", cluster_name, client=client)
+    await store.open()
+    assert await store.claim(0, "s1") == 1
+    await store.close()
+    assert await client.ping()  # still usable: the caller closes it
+    await client.aclose()
+    text = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses"):
+        await RedisStorage(redis_server.url, cluster_name, client=text).open()
+    await text.aclose()
+
+
+async def test_password_stays_out_of_messages() -> None:
+    store = RedisStorage("redis://user:s3cret@127.0.0.1:1/0", "c", timeout=2.0)
+    assert "s3cret" not in repr(store) and "user:***@" in repr(store)
+    with pytest.raises(StorageError) as info:
+        await store.open()
+    assert "s3cret" not in str(info.value)
+
+
+async def test_unreachable_server_fails_open_quickly(cluster_name: str) -> None:
+    from tests.redis_server import free_port
+
+    store = open_storage(f"redis://127.0.0.1:{free_port()}/0", cluster=cluster_name)
+    started = time.monotonic()
+    with pytest.raises(StorageError):
+        await store.open()
+    assert time.monotonic() - started < 5
+
+
+async def test_server_restart_is_survived(tmp_path: Path, cluster_name: str) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    store = RedisStorage(server.url, cluster_name, timeout=5.0)
+    try:
+        await store.open()
+        fence = await take(store)
+        await commit_one(store, Commit(A, fence, rec(1), kv_writes={"x": b"1"}))
+        assert await store.inbox_put(A, fence, InboxMessage("m", b"hi"))
+
+        server.restart()  # every pooled connection is now dead
+        admin = redis.asyncio.Redis.from_url(server.url)
+        try:
+            # Redis 7 forgets scripts on restart; 6.2 replays SCRIPT LOAD from the AOF.
+            await admin.script_flush()
+            await commit_one(store, Commit(A, fence, rec(2), kv_writes={"x": b"2"}))
+            assert await admin.script_exists(COMMIT.sha) == [True]  # reloaded on NOSCRIPT
+        finally:
+            await admin.aclose()
+        assert await seqs(store, A) == [1, 2]
+        assert await store.kv_get(A, ["x"]) == {"x": b"2"}
+        assert await store.inbox_read(A) == [InboxMessage("m", b"hi")]
+        assert await store.claim(0, "s2") is None
+
+        server.stop()
+        outage: list[Any] = [
+            store.owner(0),
+            store.commit([Commit(A, fence, rec(3))]),
+            store.claim(1, "s1"),
+            store.inbox_actors([0]),
+        ]
+        for call in outage:
+            started = time.monotonic()
+            with pytest.raises(StorageError) as info:
+                await asyncio.wait_for(call, 8)
+            assert type(info.value) is StorageError
+            assert time.monotonic() - started < 3
+
+        server.start()
+        await commit_one(store, Commit(A, fence, rec(3)))
+        assert await seqs(store, A) == [1, 2, 3]
+        await store.write_snapshot(A, fence, Snapshot(3, b"three"))
+        assert await store.read_snapshot(A) == Snapshot(3, b"three")
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_a_hung_server_is_a_timeout_not_a_hang(tmp_path: Path, cluster_name: str) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    store = RedisStorage(server.url, cluster_name, timeout=1.0)
+    assert server.proc is not None
+    try:
+        await store.open()
+        fence = await take(store)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageError, match="timed out"):
+                await store.commit([Commit(A, fence, rec(1))])
+            assert time.monotonic() - started < 2
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # The commit may or may not have landed; either way the store works again.
+        [result] = await store.commit([Commit(A, fence, rec(1))])
+        assert result is None or type(result) is StorageError
+        assert await seqs(store, A) == [1]
+        with pytest.raises(FencedWrite):
+            await store.step_put(A, Fence(0, "s9", 1), "inv", 0, b"")
+    finally:
+        await store.close()
+        server.stop()
+
+
+def test_importing_storage_does_not_import_redis() -> None:
+    code = "import sys, json, bayou.storage; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert not [m for m in loaded if m == "redis" or m.startswith("redis.")]
