@@ -1,0 +1,192 @@
+"""The membership agent: this silo's lease, its view of the cluster, and the ring it implies.
+
+Every ``heartbeat`` seconds the agent renews the silo's lease, reads membership, declares
+dead any member whose lease has expired (membership makes that atomic, so exactly one silo
+wins), and rebuilds the partition ring whenever the set of active silos changes.
+
+Fail-stop: the silo may serve only while its lease is known to be valid. The agent keeps a
+*local* deadline, taken from the monotonic clock when a renewal was *sent* and shortened by a
+safety margin, so a silo that was frozen or cut off from the store notices it has lost its
+lease by itself, before anybody else could have taken its partitions over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bayou.clock import Clock
+from bayou.errors import StorageError
+from bayou.placement.membership import (
+    Membership,
+    MembershipView,
+    SiloDeclaredDead,
+    SiloStatus,
+)
+from bayou.placement.ring import PartitionRing
+
+log = logging.getLogger("bayou.membership")
+
+ViewListener = Callable[[MembershipView, PartitionRing], Awaitable[None]]
+LossListener = Callable[[str], None]
+
+# The share of the lease a silo trusts itself to hold: renewals that took long, and clocks
+# running at slightly different rates, eat into the rest.
+LEASE_SAFETY = 0.8
+
+
+class MembershipAgent:
+    """Keeps one silo registered, alive and informed; reports ring changes and lease loss."""
+
+    def __init__(
+        self,
+        membership: Membership,
+        silo: str,
+        address: str,
+        *,
+        partitions: int,
+        clock: Clock,
+        lease: float,
+        heartbeat: float,
+        vnodes: int | None = None,
+    ) -> None:
+        self.membership = membership
+        self.silo = silo
+        self.address = address
+        self.partitions = partitions
+        self.clock = clock
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self._vnodes = vnodes
+        self.view = MembershipView(version=0, members=(), now=0.0)
+        self.ring = self._ring([])
+        self._lease_deadline = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._view_listeners: list[ViewListener] = []
+        self._loss_listeners: list[LossListener] = []
+        self.lost: str | None = None
+        self.declared_dead = 0  # how many silos this agent declared dead
+
+    def _ring(self, silos: list[str]) -> PartitionRing:
+        if self._vnodes is None:
+            return PartitionRing(silos, self.partitions)
+        return PartitionRing(silos, self.partitions, vnodes=self._vnodes)
+
+    def on_view(self, listener: ViewListener) -> None:
+        self._view_listeners.append(listener)
+
+    def on_loss(self, listener: LossListener) -> None:
+        self._loss_listeners.append(listener)
+
+    # -- lease ---------------------------------------------------------------------------
+
+    def lease_valid(self) -> bool:
+        """Whether this silo may still act as an owner (serve turns, write)."""
+        return self.lost is None and self.clock.monotonic() < self._lease_deadline
+
+    def is_dead(self, silo: str) -> bool:
+        return silo != self.silo and self.view.is_dead(silo)
+
+    async def _renew(self) -> None:
+        sent = self.clock.monotonic()
+        await self.membership.renew(self.silo, self.lease)
+        self._lease_deadline = sent + self.lease * LEASE_SAFETY
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Register as ``joining`` and start heart-beating; the silo owns nothing yet."""
+        sent = self.clock.monotonic()
+        await self.membership.register(self.silo, self.address, self.lease)
+        self._lease_deadline = sent + self.lease * LEASE_SAFETY
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._beat_forever())
+
+    async def activate(self) -> None:
+        """Enter the ring: other silos start routing this silo's partitions to it."""
+        await self.membership.set_status(self.silo, SiloStatus.ACTIVE)
+        await self.refresh()
+
+    async def leave_ring(self) -> None:
+        """Leave the ring but stay alive, to hand partitions off (the drain)."""
+        await self.membership.set_status(self.silo, SiloStatus.SHUTTING_DOWN)
+        await self.refresh()
+
+    async def leave(self) -> None:
+        """Stop heart-beating and mark this identity dead: the silo is gone for good."""
+        await self._stop_beating()
+        if self.lost is None:
+            with contextlib.suppress(SiloDeclaredDead, StorageError):
+                await self.membership.set_status(self.silo, SiloStatus.DEAD)
+
+    async def stop(self) -> None:
+        """Stop heart-beating without telling anyone (a crash, or after a loss)."""
+        await self._stop_beating()
+
+    async def _stop_beating(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        while self.lost is None:
+            await self.clock.sleep(self.heartbeat)
+            if not self.lease_valid():
+                # Frozen or cut off for longer than the lease: someone may own our
+                # partitions already. Stop before doing anything else.
+                self._lose("lease expired before it could be renewed")
+                return
+            try:
+                await self._renew()
+                await self.refresh()
+            except SiloDeclaredDead:
+                self._lose("declared dead by the cluster")
+                return
+            except StorageError as exc:
+                log.warning(
+                    "membership unreachable (%s); lease valid for %.1fs more",
+                    exc,
+                    self._lease_deadline - self.clock.monotonic(),
+                )
+            except Exception:
+                log.exception("membership heartbeat failed; retrying")
+
+    async def refresh(self) -> None:
+        """Read membership, declare expired members dead, and publish a changed ring."""
+        view = await self.membership.read()
+        declared = False
+        for member in view.expired():
+            if member.silo != self.silo and await self.membership.declare_dead(member.silo):
+                log.warning("declared silo %s dead (lease expired)", member.silo)
+                self.declared_dead += 1
+                declared = True
+        if declared:
+            view = await self.membership.read()
+        me = view.member(self.silo)
+        if me is not None and me.status is SiloStatus.DEAD:
+            raise SiloDeclaredDead(self.silo)
+        if view.version == self.view.version and self.view.members:
+            self.view = view
+            return
+        old_silos = self.ring.silos
+        self.view = view
+        active = sorted(m.silo for m in view.active())
+        if tuple(active) != tuple(old_silos):
+            self.ring = self._ring(active)
+            log.info("ring v%d: %d active silos %s", view.version, len(active), active)
+        for listener in self._view_listeners:
+            await listener(view, self.ring)
+
+    def _lose(self, reason: str) -> None:
+        if self.lost is not None:
+            return
+        self.lost = reason
+        log.error("silo %s stops serving: %s", self.silo, reason)
+        for listener in self._loss_listeners:
+            listener(reason)
