@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,23 +35,55 @@ def load_app(target: str) -> Any:
     return app
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bayou.runtime.settings import settings_from_env
     from bayou.runtime.silo import Silo
     from bayou.storage.factory import open_storage
 
     app = load_app(args.app)
-    storage = open_storage(args.data)
-    silo = Silo(app, storage, host=args.host, port=args.port, advertise_host=args.advertise_host)
+    try:
+        app = app.with_settings(settings_from_env(app.settings, os.environ))
+    except ValidationError as exc:
+        raise SystemExit(f"bad BAYOU_* setting in the environment:\n{exc}") from None
+    membership = None
+    if args.redis:
+        from bayou.placement.redis_membership import RedisMembership
+
+        storage = open_storage(args.redis, cluster=args.cluster)
+        membership = RedisMembership(args.redis, args.cluster)
+    else:
+        storage = open_storage(args.data)
+    name = os.environ.get("BAYOU_SILO_NAME") or os.environ.get("POD_NAME") or "silo"
+    silo = Silo(
+        app,
+        storage,
+        membership=membership,
+        cluster=args.cluster if args.redis else None,
+        host=args.host,
+        port=args.port,
+        advertise_host=args.advertise_host or os.environ.get("POD_IP"),
+        # A restarted process is a new silo: membership never lets a dead identity return.
+        silo_id=f"{name}-{uuid.uuid4().hex[:8]}",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await silo.start()
-    print(f"bayou silo {silo.silo_id} serving on {silo.address} (data: {args.data})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await silo.stop()
+    where = f"cluster {args.cluster} at {args.redis}" if args.redis else f"data {args.data}"
+    print(f"bayou silo {silo.silo_id} serving on {silo.address} ({where})", flush=True)
+    stopped = asyncio.ensure_future(stop.wait())
+    failed = asyncio.ensure_future(silo.failed.wait())
+    await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
+    if silo.failed.is_set():
+        print(f"bayou silo {silo.silo_id} stopped serving: {silo.agent.lost}", flush=True)
+        return 3
+    await silo.stop()
+    return 0
 
 
 def _silo(args: argparse.Namespace) -> int:
@@ -60,8 +93,8 @@ def _silo(args: argparse.Namespace) -> int:
         level=os.environ.get("BAYOU_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    uvloop.run(_serve(args))
-    return 0
+    code: int = uvloop.run(_serve(args))
+    return code
 
 
 async def _call_actor(args: argparse.Namespace) -> Any:
@@ -98,6 +131,51 @@ def _call(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _read_status(args: argparse.Namespace) -> list[list[str]]:
+    from bayou.placement.membership import SiloStatus
+    from bayou.placement.redis_membership import RedisMembership
+    from bayou.placement.ring import PartitionRing
+
+    membership = RedisMembership(args.redis, args.cluster)
+    await membership.open()
+    try:
+        view = await membership.read()
+    finally:
+        await membership.close()
+    ring = PartitionRing(sorted(m.silo for m in view.active()), args.partitions)
+    rows = [["SILO", "ADDRESS", "STATUS", "LEASE", "PARTITIONS"]]
+    for member in sorted(view.members, key=lambda m: (m.status is SiloStatus.DEAD, m.silo)):
+        lease = member.lease_expires - view.now
+        rows.append(
+            [
+                member.silo,
+                member.address,
+                str(member.status),
+                "-" if member.status is SiloStatus.DEAD else f"{lease:+.1f}s",
+                str(len(ring.partitions_of(member.silo))),
+            ]
+        )
+    return rows
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bayou.errors import BayouError
+
+    if not args.redis:
+        print("bayou status needs --redis URL (or BAYOU_REDIS_URL)", file=sys.stderr)
+        return 2
+    try:
+        rows = asyncio.run(_read_status(args))
+    except BayouError as exc:
+        print(f"cannot read membership: {exc}", file=sys.stderr)
+        return 1
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"cluster {args.cluster}: {len(rows) - 1} members")
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayou", description="Durable virtual actors.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,9 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     silo.add_argument(
         "--data",
         default=os.environ.get("BAYOU_DATA", "bayou-data/silo.db"),
-        help="embedded store file, or memory:// (env BAYOU_DATA)",
+        help="embedded store file, or memory:// (env BAYOU_DATA); unused with --redis",
     )
+    _cluster_args(silo)
     silo.set_defaults(run=_silo)
+
+    status = commands.add_parser("status", help="print a cluster's members and partitions")
+    _cluster_args(status)
+    status.add_argument("--partitions", type=int, default=1024)
+    status.set_defaults(run=_status)
 
     call = commands.add_parser("call", help="call an actor: bayou call counter/k add '{\"n\": 1}'")
     call.add_argument("target", help="TYPE/KEY")
@@ -129,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=float, default=30.0)
     call.set_defaults(run=_call)
     return parser
+
+
+def _cluster_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("BAYOU_REDIS_URL"),
+        help="join the cluster whose state lives in this Redis (env BAYOU_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--cluster",
+        default=os.environ.get("BAYOU_CLUSTER", "default"),
+        help="cluster name: silos with the same Redis and name form one ring",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

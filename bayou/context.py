@@ -52,6 +52,10 @@ class Context(abc.ABC):
     key: str
     #: Stable across retries of the same call when the caller gave an idempotency key.
     invocation_id: str
+    #: True while the journal is being replayed: the handler's effects already happened once.
+    #: Only for effects outside bayou that must not repeat and cannot use ``run`` (logging,
+    #: test instrumentation); never branch business logic on it.
+    replaying: bool
 
     @property
     @abc.abstractmethod

@@ -22,7 +22,8 @@ turns it back into the same class, so ``except bayou.UnknownMethod`` works on bo
     │   └── SiloUnreachable          no connection to any silo
     ├── StorageError                 the store failed; the turn was not committed
     │   └── FencedWrite              the writer no longer owns the partition
-    └── NonDeterminismError          replay diverged from the journal
+    ├── NonDeterminismError          replay diverged from the journal
+    └── ConfigurationError           a silo's settings contradict the cluster's
 
 Terminal versus retryable is a type: ``RETRYABLE`` lists the classes a client may retry with
 the same idempotency key.
@@ -152,6 +153,12 @@ class FencedWrite(StorageError):
 
 class NonDeterminismError(BayouError):
     """A replayed handler asked for a different step than the journal recorded."""
+
+    status = 500
+
+
+class ConfigurationError(BayouError):
+    """A silo's settings contradict what the cluster fixed (e.g. the partition count)."""
 
     status = 500
 

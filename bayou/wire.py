@@ -6,6 +6,7 @@ but the codec, so the client stays importable without the runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Final
 
@@ -20,12 +21,24 @@ OPENAPI_ROUTE: Final = "/v1/openapi.json"
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 # Seconds the caller is prepared to wait for a reply; the silo answers 504 past it.
 TIMEOUT_HEADER: Final = "Bayou-Timeout"
+# The membership version the answering silo routes by; a client refreshes its ring on change.
+RING_VERSION_HEADER: Final = "Bayou-Ring-Version"
 
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
 
 MAX_KEY_LENGTH: Final = 256
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256
+
+
+def partition_of(actor_type: str, key: str, partitions: int) -> int:
+    """The partition of an actor: a stable hash of ``(type, key)`` modulo ``partitions``.
+
+    Part of the wire contract because silos and smart clients must agree on it: stable
+    across processes, machines and Python versions (unlike ``hash()``).
+    """
+    digest = hashlib.blake2b(actor_type.encode() + b"\x00" + key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
 
 
 def key_problem(key: str, what: str = "key") -> str | None:

@@ -9,7 +9,7 @@ the retry is answered from the silo's record instead of being applied a second t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -20,6 +20,7 @@ from bayou import wire
 from bayou.client import protocol
 from bayou.client.backoff import Backoff
 from bayou.client.ref import ActorRef
+from bayou.client.routing import Router
 from bayou.errors import RETRYABLE, BayouError, CallTimeout, SiloUnreachable
 from bayou.model import ActorBase, spec_of
 
@@ -58,21 +59,28 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         timeout: float = 30.0,
         max_attempts: int = 6,
         media_type: str = wire.MSGPACK,
         session: aiohttp.ClientSession | None = None,
+        routing: bool = True,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"silo url must start with http:// or https://, got {url!r}")
+        seeds = [url] if isinstance(url, str) else list(url)
+        if not seeds:
+            raise ValueError("give at least one silo url")
+        for seed in seeds:
+            if not seed.startswith(("http://", "https://")):
+                raise ValueError(f"silo url must start with http:// or https://, got {seed!r}")
         protocol.validate_timeout(timeout)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
         if media_type not in (wire.MSGPACK, wire.JSON):
             raise ValueError(f"media_type must be {wire.MSGPACK!r} or {wire.JSON!r}")
-        self.url = url.rstrip("/")
+        self.url = seeds[0].rstrip("/")
+        # Smart routing: calls go straight to their actor's owner; any silo is a fallback.
+        self._router = Router(seeds, enabled=routing)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.media_type = media_type
@@ -100,6 +108,7 @@ class Client:
     async def close(self) -> None:
         """Release the connection pool (unless the session was passed in). Idempotent."""
         self._closed = True
+        await self._router.close()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -164,15 +173,6 @@ class Client:
         )
         return protocol.message_id_of(body, what)
 
-    def _base_url(self, type_name: str, key: str) -> str:
-        """The silo to send requests for actor ``(type_name, key)`` to.
-
-        The single routing decision of the client: today every request goes to the
-        configured url; this is where routing straight to the owner silo (from
-        ``/v1/cluster``) will plug in.
-        """
-        return self.url
-
     def _open_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this Client is closed")
@@ -198,7 +198,9 @@ class Client:
         session = self._session if self._session is not None else self._open_session()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.timeout if budget is None else budget)
-        url = yarl.URL(self._base_url(type_name, key) + path, encoded=True)
+        router = self._router
+        await router.ensure(session)
+        avoid_routed = False
         payload = {} if args is None else args if type(args) is dict else dict(args)
         data = wire.encode_body(payload, self.media_type)
         headers = dict(self._headers)
@@ -212,6 +214,9 @@ class Client:
             if remaining <= 0:  # only after a backoff sleep that overshot the deadline
                 raise self._timed_out(what, budget, idempotency_key, attempt, failure)
             attempt += 1
+            url = yarl.URL(
+                router.url_for(type_name, key, avoid_routed=avoid_routed) + path, encoded=True
+            )
             # Never "0.000": the silo rejects a non-positive budget as a bad request.
             headers[wire.TIMEOUT_HEADER] = f"{max(remaining, 0.001):.3f}"
             try:
@@ -230,8 +235,12 @@ class Client:
                     status = response.status
                     content_type = response.content_type
                     raw = await response.read()
+                    router.saw_version(session, response.headers.get(wire.RING_VERSION_HEADER))
             except _TRANSPORT_ERRORS as exc:
                 failure = exc
+                # The routed owner may be gone: ask the seed next, and relearn the ring.
+                avoid_routed = True
+                router.stale(session)
             except aiohttp.ClientError as exc:
                 # Not a lost connection but a broken exchange (bad URL, malformed HTTP):
                 # resending the same bytes would fail the same way.
@@ -243,6 +252,7 @@ class Client:
                 if not isinstance(error, RETRYABLE):
                     raise error
                 failure = error
+                router.stale(session)
 
             now = loop.time()
             if now >= deadline:

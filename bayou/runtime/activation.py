@@ -183,6 +183,9 @@ class Activation:
 
     async def deactivate(self) -> None:
         """Finish queued turns, run ``on_deactivate``, snapshot, and close."""
+        if self.status == "loading":
+            # A hand-off can catch an activation mid-load: let the load finish first.
+            await asyncio.wait([self.loaded])  # returns when done, whatever the outcome
         if self.status == "active":
             self.status = "deactivating"
             try:

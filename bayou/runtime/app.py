@@ -23,5 +23,9 @@ class App:
         self.actors: Mapping[str, ActorSpec] = specs
         self.settings = settings or SiloSettings()
 
+    def with_settings(self, settings: SiloSettings) -> App:
+        """The same actors with other settings (e.g. overridden from the environment)."""
+        return App([spec.cls for spec in self.actors.values()], settings)
+
     def spec(self, type_name: str) -> ActorSpec | None:
         return self.actors.get(type_name)

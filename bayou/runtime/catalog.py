@@ -79,8 +79,11 @@ class Catalog:
                             f"activating {activation.actor_key} failed: {exc}",
                             {"exception": type(exc).__name__},
                         )
-                    activation.loaded.set_exception(exc)
-                    activation.loaded.exception()  # retrieved: waiters got it via shield
+                    if isinstance(exc, Exception):
+                        activation.loaded.set_exception(exc)
+                        activation.loaded.exception()  # retrieved: waiters got it via shield
+                    else:
+                        activation.loaded.cancel()
                     raise exc from None
                 activation.loaded.set_result(None)
                 self.metrics["activations"] += 1
@@ -102,6 +105,12 @@ class Catalog:
 
     def activations(self) -> list[Activation]:
         return list(self._activations.values())
+
+    def by_partition(self) -> dict[int, list[Activation]]:
+        grouped: dict[int, list[Activation]] = {}
+        for activation in self._activations.values():
+            grouped.setdefault(activation.actor_key.partition, []).append(activation)
+        return grouped
 
     # -- passivation -----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from bayou.errors import (
     RequestError,
     UnsupportedMediaType,
 )
+from bayou.runtime.transport import LinkServer
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
@@ -58,6 +59,7 @@ def build_http_app(silo: Silo) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get(wire.CLUSTER_ROUTE, _cluster)
     app.router.add_get(wire.OPENAPI_ROUTE, _openapi)
+    LinkServer(silo.router.serve).mount(app)
     return app
 
 
@@ -73,9 +75,12 @@ def _media_type_for_reply(request: web.Request) -> str:
 
 def _respond(request: web.Request, body: Any, status: int = 200) -> web.Response:
     media_type = _media_type_for_reply(request)
-    return web.Response(
+    response = web.Response(
         body=wire.encode_body(body, media_type), status=status, content_type=media_type
     )
+    # Clients compare it with the ring they route by, and refresh when it moved.
+    response.headers[wire.RING_VERSION_HEADER] = str(request.app[SILO].agent.view.version)
+    return response
 
 
 def error_response(request: web.Request, exc: BayouError) -> web.Response:
@@ -224,23 +229,53 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     silo = request.app[SILO]
-    if silo.ready:
+    if silo.ready and silo.agent.lease_valid():
         return _respond(request, {"status": "ready", "silo": silo.silo_id})
     return _respond(request, {"status": "not ready", "silo": silo.silo_id}, status=503)
 
 
 async def _cluster(request: web.Request) -> web.Response:
-    silo = request.app[SILO]
-    return _respond(
-        request,
-        {
-            "cluster": None,
-            "silo": silo.silo_id,
-            "partitions": silo.settings.partitions,
-            "ring_version": 0,
-            "members": [{"id": silo.silo_id, "address": silo.address, "status": "active"}],
+    return _respond(request, cluster_view(request.app[SILO]))
+
+
+def cluster_view(silo: Silo) -> dict[str, Any]:
+    """Members, the ring version and, per partition, the index of its owner in ``members``
+    (-1: none) — what a smart client needs to send each call straight to its owner."""
+    view = silo.agent.view
+    members = sorted(view.members, key=lambda m: m.silo)
+    index = {m.silo: i for i, m in enumerate(members)}
+    ring = silo.agent.ring
+    owners = [index.get(ring.owner(p) or "", -1) for p in range(silo.settings.partitions)]
+    counts = {m.silo: 0 for m in members}
+    for p in range(silo.settings.partitions):
+        owner = ring.owner(p)
+        if owner is not None:
+            counts[owner] = counts.get(owner, 0) + 1
+    return {
+        "cluster": silo.cluster,
+        "silo": silo.silo_id,
+        "ring_version": view.version,
+        "partitions": silo.settings.partitions,
+        "members": [
+            {
+                "id": m.silo,
+                "address": m.address,
+                "status": str(m.status),
+                "partitions": counts.get(m.silo, 0),
+            }
+            for m in members
+        ],
+        "owners": owners,
+        "stats": {
+            "activations": len(silo.catalog),
+            "forwarded": silo.router.forwarded,
+            "received": silo.router.received,
+            "fenced_writes": silo.catalog.metrics["fenced_writes"],
+            "handoffs": silo.rebalancer.handoffs,
+            "takeovers": silo.ownership.takeovers,
+            "declared_dead": silo.agent.declared_dead,
         },
-    )
+    }
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -49,6 +49,7 @@ class InvocationContext(Context):
         self.invocation_id = invocation_id
         self.working_state = working_state
         self.mode: Mode = mode
+        self.replaying = mode == "replay"
         self.steps: list[Step] = list(recorded or [])
         self.persisted = len(self.steps) if mode == "live" else 0
         self.cursor = 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SiloSettings(BaseModel):
@@ -26,3 +28,42 @@ class SiloSettings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies get 413")
     partitions: int = Field(1024, ge=1, le=1 << 16, description="fixed per cluster")
     kv_cache_entries: int = Field(256, ge=0, description="entity kv values cached per activation")
+    lease: float = Field(
+        3.0, gt=0, description="membership lease; a silo silent this long is declared dead"
+    )
+    heartbeat_interval: float = Field(
+        0.5, gt=0, description="how often a silo renews its lease and reads membership"
+    )
+    claim_wait: float = Field(
+        10.0, gt=0, description="how long a new owner waits for the old one to hand off"
+    )
+    drain_timeout: float = Field(
+        20.0, gt=0, description="SIGTERM: hand everything off within this long, then exit"
+    )
+    max_hops: int = Field(2, ge=1, description="forwards a call may take before it is refused")
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_in_lease(self) -> SiloSettings:
+        if self.heartbeat_interval * 2 > self.lease:
+            raise ValueError("heartbeat_interval must be at most half the lease")
+        return self
+
+
+def settings_from_env(base: SiloSettings, environ: Mapping[str, str]) -> SiloSettings:
+    """``base`` with every setting overridden by ``BAYOU_<NAME>`` where that is set.
+
+    This is the silo's whole configuration contract with its environment (the Kubernetes
+    manifests set these); a value that does not validate stops the silo with a clear error.
+    """
+    overrides = {
+        name: environ[env_name(name)]
+        for name in SiloSettings.model_fields
+        if env_name(name) in environ
+    }
+    if not overrides:
+        return base
+    return SiloSettings.model_validate(base.model_dump() | overrides)
+
+
+def env_name(setting: str) -> str:
+    return f"BAYOU_{setting.upper()}"

@@ -1,11 +1,17 @@
-"""The silo: hosts activations of an app's actors and serves them over HTTP.
+"""The silo: hosts activations of an app's actors, serves them over HTTP, joins the ring.
 
-Start and stop run through numbered stages, so the order of storage, ownership,
+Start and stop run through numbered stages, so the order of storage, membership,
 activations and HTTP is written down in one place::
 
-    start: 10 storage   20 group commit   30 ownership   40 catalog   50 wake inboxes   60 http
-    stop:  60 http (not ready, drain requests)   40 deactivate all (snapshots)
-           30 release partitions   20 flush commits   10 close storage
+    start: 10 storage + membership   20 http (not ready)   30 join as `joining`
+           40 catalog   50 enter the ring (`active`): hand-offs arrive, inboxes wake
+           60 ready
+    stop:  60 not ready   50 leave the ring (`shutting_down`): hand everything off
+           40 deactivate what is left   30 leave membership (`dead`)   20 http
+           10 flush commits, close links, membership and storage
+
+With no membership store configured the silo runs alone: the same code path with an
+in-process membership, a ring of one.
 """
 
 from __future__ import annotations
@@ -17,116 +23,187 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from bayou.clock import Clock
-from bayou.errors import BadRequest, CallTimeout, InvalidArguments, UnknownActorType, UnknownMethod
+from bayou.errors import BadRequest, ConfigurationError, Unavailable
 from bayou.model import ActorSpec, HandlerSpec
+from bayou.placement.agent import MembershipAgent
+from bayou.placement.membership import Membership, SiloDeclaredDead
+from bayou.placement.memory_membership import MemoryMembership
+from bayou.placement.ownership import PartitionOwnership
 from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
-from bayou.storage.contract import ActorKey, Storage
+from bayou.runtime.dispatch import resolve, until, validate
+from bayou.runtime.rebalance import Rebalancer
+from bayou.runtime.routing import Router
+from bayou.storage.contract import Storage
 from bayou.storage.group_commit import GroupCommitter
+from bayou.wire import partition_of
 
 log = logging.getLogger("bayou.silo")
 
 
 class Silo:
-    """One silo process's runtime: call ``start()``, serve, then ``stop()``.
-
-    With no membership service configured the silo runs alone: every other silo id found
-    in storage belongs to a process that is gone (the store's file lock proves it).
-    """
+    """One silo process's runtime: ``start()``, serve, then ``stop()`` (or fail-stop)."""
 
     def __init__(
         self,
         app: App,
         storage: Storage,
         *,
+        membership: Membership | None = None,
+        cluster: str | None = None,
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 8080,
         advertise_host: str | None = None,
         silo_id: str | None = None,
     ) -> None:
-        from bayou.placement.ownership import PartitionOwnership
-
         self.app = app
-        self.settings = app.settings
+        self.settings = settings = app.settings
         self.storage = storage
+        self.cluster = cluster
         self.clock = clock or Clock()
         self.host = host
         self.port = port
-        self.advertise_host = advertise_host or (
-            host if host not in ("0.0.0.0", "::") else socket.gethostname()
-        )
+        wildcard = host in ("0.0.0.0", "::", "")
+        self.advertise_host = advertise_host or (socket.gethostname() if wildcard else host)
         self.silo_id = silo_id or f"silo-{uuid.uuid4().hex[:12]}"
+        self.standalone = membership is None
+        self.membership = membership or MemoryMembership(self.clock)
+        self.agent = MembershipAgent(
+            self.membership,
+            self.silo_id,
+            self.address,
+            partitions=settings.partitions,
+            clock=self.clock,
+            # Alone, nobody can take our partitions: a stalled loop must not stop us.
+            lease=settings.lease if membership is not None else 365 * 86400.0,
+            heartbeat=settings.heartbeat_interval,
+        )
         self.committer = GroupCommitter(storage)
-        self.ownership = PartitionOwnership(storage, self.silo_id, is_dead=self._is_dead)
+        self.ownership = PartitionOwnership(
+            storage,
+            self.silo_id,
+            is_dead=self.agent.is_dead,
+            wants=self.owns_partition,
+            clock=self.clock,
+            claim_wait=settings.claim_wait,
+        )
         self.catalog = Catalog(app, storage, self.committer, self.ownership, self.clock)
         self.catalog.calls = ActorCalls(self)
+        self.router = Router(self)
+        self.rebalancer = Rebalancer(self)
+        self.agent.on_view(self.rebalancer.on_view)
+        self.agent.on_loss(self._fail_stop)
         self.ready = False
         self.stopping = False
+        self.failed = asyncio.Event()
         self._runner: web.AppRunner | None = None
-
-    def _is_dead(self, silo: str) -> bool:
-        return silo != self.silo_id
 
     @property
     def address(self) -> str:
         return f"http://{self.advertise_host}:{self.port}"
 
+    def owns_partition(self, partition: int) -> bool:
+        return self.agent.ring.owner(partition) == self.silo_id
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, *, serve_http: bool = True) -> None:
         await self.storage.open()  # 10
+        await self.membership.open()
+        await self._agree_on_constants()
+        if serve_http:  # 20
+            await self._serve_http()
+        self.agent.address = self.address
+        await self.agent.join()  # 30
         self.catalog.start()  # 40
-        await self._wake_inboxes()  # 50
-        if serve_http:  # 60
-            from bayou.runtime.http import build_http_app
+        await self.agent.activate()  # 50
+        self.ready = True  # 60
+        log.info(
+            "silo %s serving %s at %s (%s)",
+            self.silo_id,
+            sorted(self.app.actors),
+            self.address,
+            "standalone" if self.standalone else f"cluster {self.cluster}",
+        )
 
-            self._runner = web.AppRunner(
-                build_http_app(self), access_log=None, handle_signals=False, shutdown_timeout=5.0
+    async def _agree_on_constants(self) -> None:
+        partitions = str(self.settings.partitions)
+        agreed = await self.membership.agree("partitions", partitions)
+        if agreed != partitions:
+            raise ConfigurationError(
+                f"cluster {self.cluster} has {agreed} partitions for its whole life; this "
+                f"silo is configured with {partitions} (set BAYOU_PARTITIONS={agreed})"
             )
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-            await site.start()
-            if self.port == 0:
-                self.port = int(self._runner.addresses[0][1])
-        self.ready = True
-        log.info("silo %s serving %s at %s", self.silo_id, sorted(self.app.actors), self.address)
 
-    async def _wake_inboxes(self) -> None:
-        """Activate actors with tells that were accepted but not yet processed before a restart."""
-        waiting = await self.storage.inbox_actors(range(self.settings.partitions))
+    async def _serve_http(self) -> None:
+        from bayou.runtime.http import build_http_app
 
-        async def wake(actor: ActorKey) -> None:
-            spec = self.app.spec(actor.type)
-            if spec is None:
-                log.warning("inbox of %s waits, but this app has no such actor type", actor)
-                return
-            try:
-                await self.catalog.get(spec, actor.key)
-            except Exception:
-                log.exception("could not activate %s to drain its inbox", actor)
-
-        for start in range(0, len(waiting), 64):
-            await asyncio.gather(*(wake(actor) for actor in waiting[start : start + 64]))
+        self._runner = web.AppRunner(
+            build_http_app(self), access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
-        """Stop serving, finish turns in flight, snapshot and release everything."""
+        """Drain: leave the ring, hand every partition off, then leave membership and exit.
+
+        Bounded by ``drain_timeout``; whatever is not handed off by then is left to the
+        journal (every acknowledged turn is in it) and to the next owner's takeover.
+        """
         if self.stopping:
             return
         self.stopping = True
-        self.ready = False
-        if self._runner is not None:  # 60
-            await self._runner.cleanup()
+        self.ready = False  # 60
+        try:
+            await asyncio.wait_for(self._drain(), self.settings.drain_timeout)
+        except TimeoutError:
+            log.error(
+                "drain did not finish in %.0fs; leaving the rest", self.settings.drain_timeout
+            )
+        except Exception:
+            log.exception("drain failed; leaving the rest to the next owners")
+        await self.agent.leave()  # 30
+        await self._close()
+
+    async def _drain(self) -> None:
+        if self.agent.lost is None:
+            try:
+                await self.agent.leave_ring()  # 50: peers stop routing here
+            except SiloDeclaredDead:
+                return
+            await self.rebalancer.settle()
         await self.catalog.stop()  # 40
-        await self.ownership.release_all()  # 30
-        await self.committer.close()  # 20
-        await self.storage.close()  # 10
+        await self.ownership.release_all()
+
+    async def _close(self) -> None:
+        await self.rebalancer.stop()
+        if self._runner is not None:  # 20
+            await self._runner.cleanup()
+            self._runner = None
+        await self.router.close()
+        await self.committer.close()  # 10
+        await self.membership.close()
+        await self.storage.close()
         log.info("silo %s stopped", self.silo_id)
+
+    def _fail_stop(self, reason: str) -> None:
+        """Lease lost or declared dead: stop serving at once, write nothing more."""
+        self.ready = False
+        self.stopping = True
+        asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
+
+    async def _abandon_after_loss(self, reason: str) -> None:
+        await self.catalog.abandon()
+        await self.agent.stop()
+        self.failed.set()
 
     async def abandon(self) -> None:
         """Stop the way a killed process does: no snapshots, no release, storage left open.
@@ -135,42 +212,17 @@ class Silo:
         """
         self.stopping = True
         self.ready = False
+        await self.agent.stop()
+        await self.rebalancer.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.catalog.abandon()
+        await self.router.close()
 
     # -- dispatch --------------------------------------------------------------------------
 
     def resolve(self, type_name: str, method: str) -> tuple[ActorSpec, HandlerSpec]:
-        spec = self.app.spec(type_name)
-        if spec is None:
-            raise UnknownActorType(
-                f"no actor type {type_name!r} on this silo", {"known": sorted(self.app.actors)}
-            )
-        handler = spec.handlers.get(method)
-        if handler is None:
-            raise UnknownMethod(
-                f"actor type {type_name!r} has no handler {method!r}",
-                {"known": sorted(spec.handlers)},
-            )
-        return spec, handler
-
-    @staticmethod
-    def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return handler.validate_args(args)
-        except ValidationError as exc:
-            problems = [
-                {
-                    "field": ".".join(str(part) for part in err["loc"]) or "(body)",
-                    "message": err["msg"],
-                }
-                for err in exc.errors(include_url=False)
-            ]
-            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            raise InvalidArguments(
-                f"invalid arguments for {spec.type_name}.{handler.name}: {summary}", problems
-            ) from None
+        return resolve(self.app, type_name, method)
 
     async def call(
         self,
@@ -181,17 +233,23 @@ class Silo:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        hops: int = 0,
     ) -> Any:
-        """Run a handler (exclusive or query) and return its plain reply."""
+        """Run a handler (exclusive or query) wherever its actor lives; its plain reply."""
         spec, handler = self.resolve(type_name, method)
-        kwargs = self.validate(spec, handler, args)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.settings.call_timeout)
+        kwargs = validate(spec, handler, args)
+        deadline = self._deadline(timeout)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            return await self.router.forward(
+                owner, "call", type_name, key, method, args, idempotency_key, deadline, hops
+            )
         activation = await self._activation(spec, key, deadline)
         if handler.kind == "query":
-            return await _until(asyncio.ensure_future(activation.query(handler, kwargs)), deadline)
-        message = Message(method, args, kwargs, idempotency_key)
-        return await _until(activation.call(message), deadline)
+            return await until(asyncio.ensure_future(activation.query(handler, kwargs)), deadline)
+        return await until(
+            activation.call(Message(method, args, kwargs, idempotency_key)), deadline
+        )
 
     async def tell(
         self,
@@ -202,39 +260,62 @@ class Silo:
         *,
         message_id: str | None = None,
         timeout: float | None = None,
+        hops: int = 0,
     ) -> str:
         """Store a one-way message in the actor's inbox; returns its id once it is durable."""
         spec, handler = self.resolve(type_name, method)
         if handler.kind == "query":
             raise BadRequest(f"{type_name}.{method} is a query; only exclusive handlers take tells")
-        self.validate(spec, handler, args)
+        validate(spec, handler, args)
         message_id = message_id or uuid.uuid4().hex
-        deadline = asyncio.get_running_loop().time() + (timeout or self.settings.call_timeout)
+        deadline = self._deadline(timeout)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            result: str = await self.router.forward(
+                owner, "tell", type_name, key, method, args, message_id, deadline, hops
+            )
+            return result
         activation = await self._activation(spec, key, deadline)
         message = Message(method, args, None, message_id)
-        await _until(asyncio.ensure_future(activation.accept_tell(message)), deadline)
+        await until(asyncio.ensure_future(activation.accept_tell(message)), deadline)
         return message_id
 
+    def _deadline(self, timeout: float | None) -> float:
+        return asyncio.get_running_loop().time() + (timeout or self.settings.call_timeout)
+
+    def _owner_of(self, type_name: str, key: str) -> str:
+        if self.stopping and self.agent.lost is not None:
+            raise Unavailable(f"silo {self.silo_id} stopped serving: {self.agent.lost}")
+        owner = self.agent.ring.owner(partition_of(type_name, key, self.settings.partitions))
+        if owner is None:
+            raise Unavailable("no active silo in the ring yet; retry")
+        if owner == self.silo_id and not self.agent.lease_valid():
+            raise Unavailable(f"silo {self.silo_id} cannot confirm its lease; retry")
+        return owner
+
     async def _activation(self, spec: ActorSpec, key: str, deadline: float) -> Activation:
-        activation: Activation = await _until(
+        activation: Activation = await until(
             asyncio.ensure_future(self.catalog.get(spec, key)), deadline
         )
         return activation
 
+    async def wake_inboxes(self, partitions: list[int]) -> None:
+        """Activate actors of these partitions that have tells waiting (e.g. after a crash)."""
+        waiting = await self.storage.inbox_actors(partitions)
+        deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
 
-async def _until(fut: asyncio.Future[Any], deadline: float) -> Any:
-    """Wait for ``fut`` until ``deadline`` without cancelling it: a turn, once queued or
-    started, runs to its commit even when its caller gave up (a retry finds its record)."""
-    if fut.done():
-        return fut.result()
-    remaining = deadline - asyncio.get_running_loop().time()
-    try:
-        return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
-    except TimeoutError:
-        fut.add_done_callback(_consume)
-        raise CallTimeout("no reply before the deadline; the call may still complete") from None
+        async def wake(type_name: str, key: str) -> None:
+            spec = self.app.spec(type_name)
+            if spec is None:
+                log.warning("inbox of %s/%s waits, but this app has no such type", type_name, key)
+                return
+            if self._owner_of(type_name, key) != self.silo_id:
+                return
+            try:
+                await self._activation(spec, key, deadline)
+            except Exception:
+                log.exception("could not activate %s/%s to drain its inbox", type_name, key)
 
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+        for start in range(0, len(waiting), 64):
+            batch = waiting[start : start + 64]
+            await asyncio.gather(*(wake(actor.type, actor.key) for actor in batch))

@@ -15,6 +15,7 @@ EXPECTED = [
     "BayouError",
     "CallTimeout",
     "Client",
+    "ConfigurationError",
     "Context",
     "DeadlockError",
     "Entity",

@@ -1,0 +1,64 @@
+"""Shared steps of every call: find the handler, validate the arguments, wait for the reply."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+
+from bayou.errors import CallTimeout, InvalidArguments, UnknownActorType, UnknownMethod
+from bayou.model import ActorSpec, HandlerSpec
+from bayou.runtime.app import App
+
+
+def resolve(app: App, type_name: str, method: str) -> tuple[ActorSpec, HandlerSpec]:
+    """The actor type and handler a call names; 404-class errors list what exists."""
+    spec = app.spec(type_name)
+    if spec is None:
+        raise UnknownActorType(
+            f"no actor type {type_name!r} on this silo", {"known": sorted(app.actors)}
+        )
+    handler = spec.handlers.get(method)
+    if handler is None:
+        raise UnknownMethod(
+            f"actor type {type_name!r} has no handler {method!r}",
+            {"known": sorted(spec.handlers)},
+        )
+    return spec, handler
+
+
+def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments validated against the handler's type hints, or InvalidArguments."""
+    try:
+        return handler.validate_args(args)
+    except ValidationError as exc:
+        problems = [
+            {
+                "field": ".".join(str(part) for part in err["loc"]) or "(body)",
+                "message": err["msg"],
+            }
+            for err in exc.errors(include_url=False)
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise InvalidArguments(
+            f"invalid arguments for {spec.type_name}.{handler.name}: {summary}", problems
+        ) from None
+
+
+async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
+    """Wait for ``fut`` until ``deadline`` without cancelling it: a turn, once queued or
+    started, runs to its commit even when its caller gave up (a retry finds its record)."""
+    if fut.done():
+        return fut.result()
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
+    except TimeoutError:
+        fut.add_done_callback(_consume)
+        raise CallTimeout("no reply before the deadline; the call may still complete") from None
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()

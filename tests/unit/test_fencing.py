@@ -1,0 +1,70 @@
+"""Fencing: a silo that lost its partitions (frozen past its lease, declared dead) can never
+write again, whatever it still believes. Two in-process silos share one store and one
+membership; the clock is a fake one, so the lease runs out exactly when we say."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayou import App, SiloSettings, Unavailable
+from bayou.errors import ConfigurationError
+from bayou.placement.membership import MembershipView
+from bayou.placement.memory_membership import MemoryMembership
+from bayou.runtime.activation import Message
+from bayou.runtime.silo import Silo
+from bayou.storage import MemoryStorage
+from bayou.testing import FakeClock
+from tests.unit.actors import Recorder
+
+
+async def test_a_stale_owner_is_fenced_after_takeover() -> None:
+    clock = FakeClock()
+    storage = MemoryStorage()
+    membership = MemoryMembership(clock)
+    settings = SiloSettings(lease=3.0, heartbeat_interval=0.5, idle_timeout=3600)
+    app = App([Recorder], settings)
+    old = Silo(app, storage, membership=membership, clock=clock, port=0, silo_id="old")
+    await old.start(serve_http=False)
+    spec = app.actors["recorder"]
+    stale = await old.catalog.get(spec, "x")
+    assert await stale.call(Message("add", {"n": 1})) == 1
+
+    # The old silo freezes: it stops renewing its lease but keeps its activation in memory.
+    await old.agent.stop()
+    new = Silo(app, storage, membership=membership, clock=clock, port=0, silo_id="new")
+    await new.start(serve_http=False)
+    await clock.advance(5.0)  # past the old lease: the new silo declares it dead
+    assert membership_status(await membership.read(), "old") == "dead"
+    assert new.agent.ring.silos == ("new",)
+
+    # The new owner takes the partition over (epoch bump) and serves the actor.
+    assert await new.call("recorder", "x", "add", {"n": 10}) == 11
+    assert new.ownership.takeovers == 1
+
+    # The zombie wakes and runs a turn it had already accepted: storage rejects the write.
+    with pytest.raises(Unavailable):
+        await stale.call(Message("add", {"n": 100}))
+    assert old.catalog.metrics["fenced_writes"] == 1
+    assert stale.status == "closed"
+    # Nor may it start anything new: its lease is gone.
+    assert not old.agent.lease_valid()
+    with pytest.raises(Unavailable):
+        await old.call("recorder", "y", "add", {"n": 1})
+    assert await new.call("recorder", "x", "read", {}) == {"events": [], "total": 11}
+    await new.stop()
+
+
+def membership_status(view: MembershipView, silo: str) -> str:
+    member = view.member(silo)
+    return str(member.status) if member is not None else "unknown"
+
+
+async def test_a_silo_with_another_partition_count_refuses_to_join() -> None:
+    membership = MemoryMembership()
+    storage = MemoryStorage()
+    first = Silo(App([Recorder], SiloSettings(partitions=64)), storage, membership=membership)
+    await first.start(serve_http=False)
+    second = Silo(App([Recorder], SiloSettings(partitions=128)), storage, membership=membership)
+    with pytest.raises(ConfigurationError, match="64 partitions"):
+        await second.start(serve_http=False)
+    await first.stop()
