@@ -8,6 +8,7 @@ from bayou import Actor, App, SiloSettings, actor
 from samples.chat import Chat
 from samples.counter import Counter, CounterState
 from samples.loyalty import Loyalty
+from tests.cluster.witness import Witness
 
 
 @actor("probe")
@@ -23,6 +24,6 @@ class Probe(Actor[CounterState]):
 
 
 app = App(
-    [Counter, Loyalty, Chat, Probe],
+    [Counter, Loyalty, Chat, Probe, Witness],
     SiloSettings(snapshot_every=25, max_body_bytes=64 * 1024, call_timeout=10),
 )

@@ -27,11 +27,21 @@ class SiloProcess:
     """One ``bayou silo`` subprocess on a loopback port, with its log in ``log_path``."""
 
     def __init__(
-        self, data: Path, *, app: str = "tests.cluster.apps:app", port: int | None = None
+        self,
+        data: Path,
+        *,
+        app: str = "tests.cluster.apps:app",
+        port: int | None = None,
+        redis_url: str | None = None,
+        cluster: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data = data
         self.app = app
         self.port = port or free_port()
+        self.redis_url = redis_url
+        self.cluster = cluster
+        self.env = env or {}
         self.log_path = data.with_suffix(f".{self.port}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -40,25 +50,15 @@ class SiloProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 30.0) -> None:
-        env = dict(os.environ, BAYOU_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+        env = dict(os.environ, BAYOU_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), **self.env)
+        command = [sys.executable, "-m", "bayou", "silo", "--app", self.app]
+        command += ["--port", str(self.port), "--data", str(self.data)]
+        if self.redis_url:
+            command += ["--redis", self.redis_url, "--cluster", self.cluster or "default"]
+            env["BAYOU_WITNESS_REDIS"] = self.redis_url
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bayou",
-                    "silo",
-                    "--app",
-                    self.app,
-                    "--port",
-                    str(self.port),
-                    "--data",
-                    str(self.data),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         await self.wait_ready(timeout)
 
