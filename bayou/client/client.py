@@ -200,7 +200,7 @@ class Client:
         deadline = loop.time() + (self.timeout if budget is None else budget)
         router = self._router
         await router.ensure(session)
-        avoid_routed = False
+        fallback = 0
         payload = {} if args is None else args if type(args) is dict else dict(args)
         data = wire.encode_body(payload, self.media_type)
         headers = dict(self._headers)
@@ -214,9 +214,7 @@ class Client:
             if remaining <= 0:  # only after a backoff sleep that overshot the deadline
                 raise self._timed_out(what, budget, idempotency_key, attempt, failure)
             attempt += 1
-            url = yarl.URL(
-                router.url_for(type_name, key, avoid_routed=avoid_routed) + path, encoded=True
-            )
+            url = yarl.URL(router.url_for(type_name, key, fallback=fallback) + path, encoded=True)
             # Never "0.000": the silo rejects a non-positive budget as a bad request.
             headers[wire.TIMEOUT_HEADER] = f"{max(remaining, 0.001):.3f}"
             try:
@@ -238,8 +236,8 @@ class Client:
                     router.saw_version(session, response.headers.get(wire.RING_VERSION_HEADER))
             except _TRANSPORT_ERRORS as exc:
                 failure = exc
-                # The routed owner may be gone: ask the seed next, and relearn the ring.
-                avoid_routed = True
+                # The routed owner may be gone: ask a seed next, and relearn the ring.
+                fallback += 1
                 router.stale(session)
             except aiohttp.ClientError as exc:
                 # Not a lost connection but a broken exchange (bad URL, malformed HTTP):

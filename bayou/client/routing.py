@@ -61,13 +61,15 @@ class Router:
         self._first: asyncio.Task[None] | None = None
         self.refreshes = 0
 
-    def url_for(self, type_name: str, key: str, *, avoid_routed: bool = False) -> str:
+    def url_for(self, type_name: str, key: str, *, fallback: int = 0) -> str:
+        """The owner's url; or, for the ``fallback``-th retry after a failure, a seed (each
+        retry the next one, so one dead seed cannot sink every retry)."""
         table = self.table
-        if self.enabled and table is not None and not avoid_routed:
+        if self.enabled and table is not None and not fallback:
             owner = table.url_for(type_name, key)
             if owner:
                 return owner
-        return self.seeds[0]
+        return self.seeds[max(fallback - 1, 0) % len(self.seeds)]
 
     async def ensure(self, session: aiohttp.ClientSession) -> None:
         """Fetch the table once before the first routed call (a failure is not fatal)."""

@@ -4,10 +4,12 @@ Every ``heartbeat`` seconds the agent renews the silo's lease, reads membership,
 dead any member whose lease has expired (membership makes that atomic, so exactly one silo
 wins), and rebuilds the partition ring whenever the set of active silos changes.
 
-Fail-stop: the silo may serve only while its lease is known to be valid. The agent keeps a
-*local* deadline, taken from the monotonic clock when a renewal was *sent* and shortened by a
-safety margin, so a silo that was frozen or cut off from the store notices it has lost its
-lease by itself, before anybody else could have taken its partitions over.
+The silo may serve only while its lease is known to be valid. The agent keeps a *local*
+deadline, taken from the monotonic clock when a renewal was *sent* and shortened by a safety
+margin, so a silo that was frozen or cut off from the store notices by itself that its lease
+may have run out, before anybody else could have taken its partitions over. It then refuses
+calls until a renewal succeeds (nobody declared it dead: everything it holds is still its
+own) or fails with "declared dead" (fail-stop: the silo stops serving for good).
 """
 
 from __future__ import annotations
@@ -135,13 +137,15 @@ class MembershipAgent:
     # -- the loop ------------------------------------------------------------------------
 
     async def _beat_forever(self) -> None:
+        lapsed = False
         while self.lost is None:
             await self.clock.sleep(self.heartbeat)
-            if not self.lease_valid():
-                # Frozen or cut off for longer than the lease: someone may own our
-                # partitions already. Stop before doing anything else.
-                self._lose("lease expired before it could be renewed")
-                return
+            if not self.lease_valid() and not lapsed:
+                # Frozen, or cut off from membership, for longer than the lease: another
+                # silo may be taking our partitions. The silo refuses calls (lease_valid is
+                # False) until a renewal proves that nobody declared it dead meanwhile.
+                lapsed = True
+                log.error("silo %s: lease lapsed; refusing calls until it is renewed", self.silo)
             try:
                 await self._renew()
                 await self.refresh()
@@ -154,8 +158,15 @@ class MembershipAgent:
                     exc,
                     self._lease_deadline - self.clock.monotonic(),
                 )
+                continue
             except Exception:
                 log.exception("membership heartbeat failed; retrying")
+                continue
+            if lapsed:
+                # Still a member in good standing: nobody can have taken over a partition
+                # (that needs us declared dead first), so what we hold is still ours.
+                lapsed = False
+                log.warning("silo %s: lease renewed; serving again", self.silo)
 
     async def refresh(self) -> None:
         """Read membership, declare expired members dead, and publish a changed ring."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bayou import App, SiloSettings, Unavailable
-from bayou.errors import ConfigurationError
+from bayou.errors import ConfigurationError, StorageError
 from bayou.placement.membership import MembershipView
 from bayou.placement.memory_membership import MemoryMembership
 from bayou.runtime.activation import Message
@@ -68,3 +68,35 @@ async def test_a_silo_with_another_partition_count_refuses_to_join() -> None:
     with pytest.raises(ConfigurationError, match="64 partitions"):
         await second.start(serve_http=False)
     await first.stop()
+
+
+class Unreachable(MemoryMembership):
+    """Membership that can be cut off: every call fails while ``down`` is set."""
+
+    down = False
+
+    async def renew(self, silo: str, lease: float) -> float:
+        if self.down:
+            raise StorageError("membership unreachable")
+        return await super().renew(silo, lease)
+
+
+async def test_a_silo_cut_off_from_membership_pauses_then_resumes() -> None:
+    clock = FakeClock()
+    membership = Unreachable(clock)
+    app = App([Recorder], SiloSettings(lease=3.0, heartbeat_interval=0.5))
+    silo = Silo(app, MemoryStorage(), membership=membership, clock=clock, port=0)
+    await silo.start(serve_http=False)
+    assert await silo.call("recorder", "r", "add", {"n": 1}) == 1
+    membership.down = True
+    await clock.advance(3.0)  # past 80% of the lease without a renewal
+    assert not silo.agent.lease_valid()
+    with pytest.raises(Unavailable, match="lease"):
+        await silo.call("recorder", "r", "add", {"n": 1})
+    # Nobody declared it dead meanwhile, so once membership answers it serves again, with
+    # its activations intact.
+    membership.down = False
+    await clock.advance(1.0)
+    assert silo.agent.lease_valid() and silo.agent.lost is None
+    assert await silo.call("recorder", "r", "add", {"n": 1}) == 2
+    await silo.stop()
