@@ -3,7 +3,7 @@
 Every change is one Lua script, so it is atomic, and every lease is computed from the
 Redis server's clock (``TIME``) inside the script: silos whose own clocks disagree still
 agree on whose lease has expired, and ``declare_dead`` cannot race a renewal. Keys and
-their layout are in ``redis_membership_keys``.
+their layout are in ``bayou.storage.redis_keys``.
 
 A call that cannot reach Redis fails with ``MembershipUnavailable`` (a ``StorageError``)
 within ``timeout`` seconds, never with a redis exception and never by hanging.
@@ -33,7 +33,7 @@ from bayou.placement.membership import (
     SiloStatus,
     check_lease,
 )
-from bayou.placement.redis_membership_keys import MembershipKeys
+from bayou.storage.redis_keys import MembershipKeys
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class MembershipUnavailable(StorageError):
 
 
 # -- scripts ---------------------------------------------------------------------------------
-# Every script takes KEYS = members, version, dead (see redis_membership_keys). Records are
+# Every script takes KEYS = members, version, dead (see bayou.storage.redis_keys). Records are
 # msgpack maps written only by these scripts (cmsgpack), so Lua and Python agree on them.
 
 _PROLOGUE = """

@@ -1,4 +1,4 @@
-"""Every Redis key the redis storage backend uses, and how names are encoded into them.
+"""Every Redis key bayou uses — storage and membership — and how names are encoded into them.
 
 Layout (``c`` = cluster name, ``p`` = partition number, ``A`` = an encoded actor)::
 
@@ -30,6 +30,25 @@ where the type ends, and the key runs to the end. The same bytes name an actor i
 
 **Step field** = ``<n>:<invocation>:<index>`` where ``n`` is the byte length of the UTF-8
 invocation id; ``<n>:<invocation>:`` is thus a prefix no other invocation's fields share.
+
+**Membership** keys carry the cluster's own tag, apart from any partition (``bayou.
+placement.redis_membership`` uses them)::
+
+    bayou:{c}:members   hash     silo id -> msgpack record {address, status,
+                                 lease_expires, registered_at}; times are integer
+                                 microseconds of the Redis server's clock
+    bayou:{c}:version   string   integer counter, INCR'd by every change of status (and
+                                 by a ``forget`` that drops records); absent means 0
+    bayou:{c}:config    hash     cluster constants fixed by the first silo (``partitions``)
+    bayou:{c}:dead      hash     tombstones: silo id -> the server time (microseconds) it
+                                 was declared dead; never removed, so a dead identity can
+                                 never register or renew again, even after ``forget``
+
+No membership key has a TTL either: membership is the cluster's memory of who may own
+partitions, and an expiring tombstone would let a dead silo back in. Leases are fields
+inside the records, compared with the server's clock by the scripts, not Redis TTLs. The
+tag ``{c}`` puts the membership keys in one slot, since every membership script touches
+several of them, which Redis Cluster allows only within a slot.
 """
 
 from __future__ import annotations
@@ -205,3 +224,34 @@ class KeySpace:
             steps=self.steps(actor),
             member=encode_actor(actor),
         )
+
+
+# -- membership (bayou.placement.redis_membership) ------------------------------------
+def check_cluster_name(cluster: str) -> None:
+    """Reject a cluster name that cannot live in a hash tag (or would be no name at all)."""
+    if not cluster or "{" in cluster or "}" in cluster or any(c.isspace() for c in cluster):
+        raise ValueError(f"invalid cluster name {cluster!r}: non-empty, no braces or spaces")
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipKeys:
+    """The keys of one cluster's membership, in the order the scripts take them."""
+
+    members: str
+    version: str
+    dead: str
+    config: str
+
+    @classmethod
+    def of(cls, cluster: str) -> MembershipKeys:
+        check_cluster_name(cluster)
+        prefix = f"bayou:{{{cluster}}}"
+        return cls(
+            members=f"{prefix}:members",
+            version=f"{prefix}:version",
+            dead=f"{prefix}:dead",
+            config=f"{prefix}:config",
+        )
+
+    def all(self) -> list[str]:
+        return [self.members, self.version, self.dead]

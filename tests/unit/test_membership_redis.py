@@ -21,7 +21,7 @@ from bayou.placement.redis_membership import (
     MembershipUnavailable,
     RedisMembership,
 )
-from bayou.placement.redis_membership_keys import MembershipKeys
+from bayou.storage.redis_keys import MembershipKeys
 from tests.redis_server import RedisServer
 from tests.unit.membership_conformance import Elapse, MembershipConformance
 
