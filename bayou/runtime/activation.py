@@ -222,7 +222,6 @@ class Activation:
         """Storage rejected our fence: another silo owns the partition now. Drop everything."""
         log.warning("%s: fenced write rejected; dropping the activation", self.actor_key)
         self.catalog.ownership.forget(self.actor_key.partition)
-        self.catalog.metrics["fenced_writes"] += 1
         self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
 
     def is_idle(self) -> bool:
@@ -410,10 +409,13 @@ class Activation:
         """Make the steps recorded so far durable before the handler goes past a side effect."""
         assert self.fence is not None
         storage = self.catalog.storage
-        for index in range(ctx.persisted, len(ctx.steps)):
-            await storage.step_put(
-                self.actor_key, self.fence, ctx.invocation_id, index, codec.pack(ctx.steps[index])
-            )
+        try:
+            for index in range(ctx.persisted, len(ctx.steps)):
+                data = codec.pack(ctx.steps[index])
+                await storage.step_put(self.actor_key, self.fence, ctx.invocation_id, index, data)
+        except FencedWrite:
+            self.catalog.metrics["fenced_writes"] += 1
+            raise
         ctx.persisted = len(ctx.steps)
 
     # -- snapshots -------------------------------------------------------------------------
@@ -439,9 +441,13 @@ class Activation:
             state = self.instance._committed.model_dump(mode="json")
         seq = self.seq
         body = SnapshotBody(state=state, dedup=self.dedup.dump(), taken_at=now)
-        await self.catalog.storage.write_snapshot(
-            self.actor_key, self.fence, Snapshot(seq, body.encode())
-        )
+        try:
+            await self.catalog.storage.write_snapshot(
+                self.actor_key, self.fence, Snapshot(seq, body.encode())
+            )
+        except FencedWrite:
+            self.catalog.metrics["fenced_writes"] += 1
+            raise
         self.snapshot_seq = seq
         self.last_snapshot = self.clock.monotonic()
         self.catalog.metrics["snapshots"] += 1
@@ -494,6 +500,7 @@ class Activation:
                 self.actor_key, self.fence, InboxMessage(message_id, data)
             )
         except FencedWrite:
+            self.catalog.metrics["fenced_writes"] += 1
             self.lose_ownership()
             raise Unavailable(f"{self.actor_key} moved to another silo; retry") from None
         except BaseException:

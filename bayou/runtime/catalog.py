@@ -51,6 +51,11 @@ class Catalog:
         self._collector: asyncio.Task[None] | None = None
         self.calls: Any = None  # set by the silo: routes actor-to-actor calls
 
+    @property
+    def fenced_writes(self) -> int:
+        """Writes storage refused because this silo no longer owned the partition."""
+        return self.metrics["fenced_writes"] + self.committer.fenced
+
     def __len__(self) -> int:
         return len(self._activations)
 

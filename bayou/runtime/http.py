@@ -270,7 +270,7 @@ def cluster_view(silo: Silo) -> dict[str, Any]:
             "activations": len(silo.catalog),
             "forwarded": silo.router.forwarded,
             "received": silo.router.received,
-            "fenced_writes": silo.catalog.metrics["fenced_writes"],
+            "fenced_writes": silo.catalog.fenced_writes,
             "handoffs": silo.rebalancer.handoffs,
             "takeovers": silo.ownership.takeovers,
             "declared_dead": silo.agent.declared_dead,

@@ -203,6 +203,14 @@ class Silo:
     async def _abandon_after_loss(self, reason: str) -> None:
         await self.catalog.abandon()
         await self.agent.stop()
+        # Writes already on their way get their verdict (fenced, if a new owner took over).
+        await self.committer.close()
+        log.error(
+            "silo %s abandoned its activations (%s); fenced writes rejected: %d",
+            self.silo_id,
+            reason,
+            self.catalog.fenced_writes,
+        )
         self.failed.set()
 
     async def abandon(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from bayou.errors import BayouError, StorageError
+from bayou.errors import BayouError, FencedWrite, StorageError
 from bayou.storage.contract import Commit, Storage
 
 _Pending = tuple[Commit, asyncio.Future[None]]
@@ -30,6 +30,9 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.batches_flushed = 0
         self.commits_flushed = 0
+        # Commits storage refused because their fence no longer held, counted here so that a
+        # rejection is seen even when its submitter was cancelled meanwhile.
+        self.fenced = 0
         self._pending: list[_Pending] = []
         self._flush_scheduled = False
         self._flushing: asyncio.Task[None] | None = None
@@ -86,6 +89,8 @@ class GroupCommitter:
         try:
             outcomes = await self._write([commit for commit, _ in batch])
             for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, FencedWrite):
+                    self.fenced += 1
                 if future.done():  # the submitter was cancelled
                     continue
                 if outcome is None:

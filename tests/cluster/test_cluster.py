@@ -9,6 +9,7 @@ retries, and the witness actor's own Redis lock saw no two activations running a
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bayou import Client
+from bayou import BayouError, Client
 from tests.cluster.cluster import Cluster, Load, witness_violations
 from tests.redis_server import RedisServer
 
@@ -156,18 +157,37 @@ async def test_a_frozen_silo_is_fenced_and_stops_serving(cluster: Cluster) -> No
     load.start()
     await load.wait_acked(300)
     frozen = cluster.silos[0]
-    frozen.signal(signal.SIGSTOP)
-    try:
-        await asyncio.sleep(0.2)
-        cluster.retire(frozen)
-        await cluster.wait_settled(2, timeout=20)  # declared dead, partitions taken over
-        await load.wait_acked(load.total_acked + 200)
-    finally:
-        frozen.signal(signal.SIGCONT)
+    # A turn in flight when the silo freezes: it will try to commit after waking, by which
+    # time another silo owns its partition.
+    view = await cluster.view(frozen)
+    frozen_id = view["silo"]
+    key = next(
+        k for k in (f"p{i}" for i in range(1000)) if cluster.owner_of(view, "probe", k) == frozen_id
+    )
+    async with Client(frozen.url, routing=False, timeout=30, max_attempts=1) as direct:
+        in_flight = asyncio.ensure_future(direct.ref("probe", key).sleep(seconds=1.0))
+        await asyncio.sleep(0.3)
+        frozen.signal(signal.SIGSTOP)
+        try:
+            cluster.retire(frozen)
+            await cluster.wait_settled(2, timeout=20)  # declared dead, partitions taken over
+            await load.wait_acked(load.total_acked + 200)
+            # The new owner serves the probe actor meanwhile (its own turn commits).
+            async with Client(cluster.urls) as client:
+                assert await client.ref("probe", key).sleep(seconds=0.01) == 0.01
+        finally:
+            frozen.signal(signal.SIGCONT)
+        with pytest.raises(BayouError):  # the zombie's turn is not acknowledged
+            await in_flight
     # On waking, the silo finds its lease gone: it stops serving instead of writing on.
     code = await frozen.wait_exit(timeout=15)
-    assert code == 3, frozen.log()
-    assert "stops serving" in frozen.log() or "stopped serving" in frozen.log()
+    log = frozen.log()
+    assert code == 3, log
+    assert "declared dead by the cluster" in log
+    fenced = re.search(r"fenced writes rejected: (\d+)", log)
+    assert fenced is not None, log
+    print(f"\nfrozen silo stopped serving on waking; fenced writes rejected: {fenced[1]}")
+    assert int(fenced[1]) >= 1
     await load.finish()
     await load.check(cluster.urls[0])
     assert await witness_violations(cluster.redis.url) == 0

@@ -44,7 +44,7 @@ async def test_a_stale_owner_is_fenced_after_takeover() -> None:
     # The zombie wakes and runs a turn it had already accepted: storage rejects the write.
     with pytest.raises(Unavailable):
         await stale.call(Message("add", {"n": 100}))
-    assert old.catalog.metrics["fenced_writes"] == 1
+    assert old.catalog.fenced_writes == 1
     assert stale.status == "closed"
     # Nor may it start anything new: its lease is gone.
     assert not old.agent.lease_valid()
