@@ -52,6 +52,9 @@ class FakeClock(Clock):
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline is passed, in order."""
+        # Let tasks that were just created reach their first sleep, so they are woken too.
+        for _ in range(5):
+            await asyncio.sleep(0)
         target = self._now + seconds
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._sleepers)

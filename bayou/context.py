@@ -79,3 +79,41 @@ class Context(abc.ABC):
     @abc.abstractmethod
     def ref(self, actor_type: Any, key: str) -> Any:
         """A reference to another actor, for calls made from this handler."""
+
+    @abc.abstractmethod
+    def set_event(self, name: str, value: Any) -> None:
+        """Publish the latest value of event ``name``, committed with this invocation;
+        clients read it with ``GET .../events/{name}`` (optionally waiting for it)."""
+
+    @abc.abstractmethod
+    def write_stream(self, name: str, item: Any) -> None:
+        """Append ``item`` to stream ``name``, committed with this invocation; readers see
+        items in order, each exactly once, while the stream grows."""
+
+    @abc.abstractmethod
+    def set_reminder(
+        self,
+        name: str,
+        method: str,
+        *,
+        due_in: float | None = None,
+        due_at: float | None = None,
+        period: float | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> None:
+        """Register (or replace) the durable reminder ``name``, committed with this
+        invocation: when due — ``due_in`` seconds from now, or at epoch ``due_at`` — the
+        exclusive handler ``method(**args)`` runs as a turn, reactivating the actor if
+        needed, then again every ``period`` seconds (at least 1) if periodic."""
+
+    @abc.abstractmethod
+    def cancel_reminder(self, name: str) -> None:
+        """Remove reminder ``name`` when this invocation commits."""
+
+    @abc.abstractmethod
+    async def reminders(self) -> list[dict[str, Any]]:
+        """This actor's reminders as committed: name, due, period, method, args."""
+
+    @abc.abstractmethod
+    def close_stream(self, name: str) -> None:
+        """End stream ``name`` after this invocation's items; readers stop there."""

@@ -90,6 +90,35 @@ class ActorBase:
         """A reference to another actor; calls through it are journaled steps."""
         return self.ctx.ref(actor_type, key)
 
+    def set_timer(
+        self,
+        name: str,
+        delay: float,
+        method: str | Callable[..., Awaitable[Any]],
+        *,
+        period: float | None = None,
+        **args: Any,
+    ) -> None:
+        """Run exclusive handler ``method(**args)`` as a turn after ``delay`` seconds (then
+        every ``period`` seconds). In memory: the timer ends with the activation; use a
+        reminder for wake-ups that must survive passivation and crashes. Setting a timer of
+        the same name replaces it; replaying the journal does not set timers again."""
+        ctx = current_invocation.get()
+        if ctx is not None and ctx.target is self and ctx.replaying:
+            return
+        method_name = method if isinstance(method, str) else method.__name__
+        self._timers().set(name, delay, method_name, args, period)
+
+    def cancel_timer(self, name: str) -> bool:
+        """Stop timer ``name``; False if there was none."""
+        return bool(self._timers().cancel(name))
+
+    def _timers(self) -> Any:
+        timers = self.__dict__.get("_bayou_timers")
+        if timers is None:
+            raise RuntimeError("timers are available once the actor is activated")
+        return timers
+
     async def on_activate(self) -> None:
         """Called after the actor's state is loaded, before its first message."""
 

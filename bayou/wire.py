@@ -15,6 +15,11 @@ from bayou import codec
 API_PREFIX: Final = "/v1"
 CALL_ROUTE: Final = "/v1/actors/{type}/{key}/{method}"
 TELL_ROUTE: Final = "/v1/actors/{type}/{key}/{method}/tell"
+EVENT_ROUTE: Final = "/v1/actors/{type}/{key}/events/{name}"
+STREAM_ROUTE: Final = "/v1/actors/{type}/{key}/streams/{name}"
+STREAM_ITEMS_ROUTE: Final = "/v1/actors/{type}/{key}/streams/{name}/items"
+REMINDERS_ROUTE: Final = "/v1/actors/{type}/{key}/reminders"
+REMINDER_ROUTE: Final = "/v1/actors/{type}/{key}/reminders/{name}"
 CLUSTER_ROUTE: Final = "/v1/cluster"
 OPENAPI_ROUTE: Final = "/v1/openapi.json"
 
@@ -26,6 +31,7 @@ RING_VERSION_HEADER: Final = "Bayou-Ring-Version"
 
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
+NDJSON: Final = "application/x-ndjson"
 
 MAX_KEY_LENGTH: Final = 256
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -30,8 +30,16 @@ from bayou.errors import (
     Unavailable,
 )
 from bayou.model import Actor, ActorBase, ActorSpec, HandlerSpec, current_invocation
+from bayou.runtime.effects import (
+    Effects,
+    StreamAppend,
+    StreamMeta,
+    effect_writes,
+    stream_meta_key,
+)
 from bayou.runtime.invocation import InvocationContext
 from bayou.runtime.kv_cache import KVCache
+from bayou.runtime.outbox import Outbox, OutgoingTell
 from bayou.runtime.records import (
     DedupEntry,
     DedupWindow,
@@ -41,7 +49,17 @@ from bayou.runtime.records import (
     Step,
     fingerprint,
 )
-from bayou.storage.contract import ActorKey, Commit, Fence, InboxMessage, JournalRecord, Snapshot
+from bayou.runtime.reminders import next_due
+from bayou.runtime.timers import Timers
+from bayou.storage.contract import (
+    ActorKey,
+    Commit,
+    Fence,
+    InboxMessage,
+    JournalRecord,
+    Reminder,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from bayou.runtime.catalog import Catalog
@@ -49,6 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bayou.activation")
 
 Status = Literal["loading", "active", "deactivating", "closed"]
+
+# How long deactivation waits for outgoing tells before giving up on the final snapshot.
+OUTBOX_DRAIN_WAIT = 10.0
 
 
 @dataclass(slots=True)
@@ -60,6 +81,9 @@ class Message:
     kwargs: dict[str, Any] | None = None  # validated at the edge; None = validate here
     idempotency_key: str | None = None
     inbox_id: str | None = None
+    chain: tuple[str, ...] = ()  # actors whose turns wait on this call (deadlock detection)
+    tick: bool = False  # sent by a timer: not activity, for passivation
+    reminder: Reminder | None = None  # the reminder this message fires; its turn moves it on
 
 
 _SNAPSHOT = object()  # mailbox item asking for a snapshot between turns
@@ -93,6 +117,10 @@ class Activation:
         self._quiet.set()
         self._inbox_ids: set[str] = set()
         self._pending_steps: dict[str, list[Step]] = {}
+        self._stream_metas: dict[str, StreamMeta] = {}
+        self.outbox = Outbox(self)
+        self.timers = Timers(self)
+        self.instance.__dict__["_bayou_timers"] = self.timers
         self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -116,8 +144,9 @@ class Activation:
             assert isinstance(self.instance, Actor)
             self.instance._committed = self._initial_state(self.spec.state_model, state)
         records = await storage.read_journal(self.actor_key, self.seq)
+        resend: list[OutgoingTell] = []
         for record in records:
-            await self._replay(record)
+            resend += await self._replay(record)
         self.replayed = len(records)
         for invocation, steps in (await storage.steps_pending(self.actor_key)).items():
             self._pending_steps[invocation] = [codec.unpack(step) for step in steps]
@@ -126,6 +155,9 @@ class Activation:
         await self.instance.on_activate()
         self.status = "active"
         self.last_snapshot = self.last_used = self.clock.monotonic()
+        # Tells of records since the snapshot may not have left before a crash; receivers
+        # recognise their ids, so sending them again is safe.
+        self.outbox.send(resend)
         self._start_worker()
 
     def _initial_state(self, model: type[BaseModel], data: Any) -> BaseModel:
@@ -139,7 +171,8 @@ class Activation:
                 ) from exc
         return model.model_validate(data)
 
-    async def _replay(self, stored: JournalRecord) -> None:
+    async def _replay(self, stored: JournalRecord) -> list[OutgoingTell]:
+        """Re-run one record's handler with its recorded steps; returns its tells."""
         record = InvocationRecord.decode(stored.data)
         if record.outcome.error is None and isinstance(self.instance, Actor):
             handler = self.spec.handlers.get(record.method)
@@ -180,6 +213,7 @@ class Activation:
                 ),
             )
         self.seq = stored.seq
+        return [OutgoingTell.from_record(row) for row in record.outbox]
 
     async def deactivate(self) -> None:
         """Finish queued turns, run ``on_deactivate``, snapshot, and close."""
@@ -192,7 +226,11 @@ class Activation:
                 while not self._quiet.is_set():
                     await self._quiet.wait()
                 await self.instance.on_deactivate()
-                await self.snapshot()
+                self.timers.cancel_all()
+                # Records whose tells are not out yet stay in the journal, to be sent again
+                # by the next activation; so snapshot only once the outbox is empty.
+                if await self.outbox.wait_idle(OUTBOX_DRAIN_WAIT):
+                    await self.snapshot()
             except FencedWrite:
                 self.catalog.ownership.forget(self.actor_key.partition)
             except Exception:
@@ -204,6 +242,8 @@ class Activation:
 
     def _close(self, reason: BaseException | None = None) -> None:
         self.status = "closed"
+        self.timers.cancel_all()
+        self.outbox.stop()
         while self._queue:
             _, fut = self._queue.popleft()
             if not fut.done():
@@ -235,6 +275,13 @@ class Activation:
             raise Unavailable(f"{self.actor_key} is {self.status}")
         return self._enqueue(message)
 
+    def post_timer_tick(self, method: str, args: dict[str, Any]) -> bool:
+        """Queue a timer's turn; False once the activation is going away."""
+        if self.status != "active":
+            return False
+        self._enqueue(Message(method, args, tick=True))
+        return True
+
     def request_snapshot(self) -> None:
         if self.status == "active":
             self._enqueue(_SNAPSHOT)
@@ -254,9 +301,11 @@ class Activation:
             self._worker = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        active = False  # whether a turn other than a timer tick ran (idle time)
         try:
             while self._queue and self.status != "closed":
                 item, fut = self._queue.popleft()
+                active = active or not (isinstance(item, Message) and item.tick)
                 if item is _SNAPSHOT:
                     await self._guarded(self.snapshot, fut)
                     continue
@@ -287,7 +336,8 @@ class Activation:
                     await self._guarded(self.snapshot, None)
         finally:
             self._worker = None
-            self.last_used = self.clock.monotonic()
+            if active:
+                self.last_used = self.clock.monotonic()
             self._update_quiet()
 
     async def _guarded(self, action: Callable[[], Any], fut: asyncio.Future[Any] | None) -> None:
@@ -309,7 +359,8 @@ class Activation:
     # -- turns -----------------------------------------------------------------------------
 
     async def _turn(self, message: Message) -> Any:
-        self.last_used = self.clock.monotonic()
+        if not message.tick:
+            self.last_used = self.clock.monotonic()
         key = message.idempotency_key
         print_ = None
         if key is not None:
@@ -332,7 +383,12 @@ class Activation:
         if isinstance(self.instance, Actor):
             working = self.instance._committed.model_copy(deep=True)
         ctx = InvocationContext(
-            self, invocation, mode="live", recorded=resumed, working_state=working
+            self,
+            invocation,
+            mode="live",
+            recorded=resumed,
+            working_state=working,
+            chain=message.chain,
         )
         try:
             outcome = await self._execute(ctx, handler, message)
@@ -370,6 +426,28 @@ class Activation:
     ) -> Any:
         assert self.fence is not None
         now = self.clock.time()
+        seq = self.seq + 1
+        kv_writes: dict[str, bytes | None] = {}
+        appends: list[StreamAppend] = []
+        outgoing: list[OutgoingTell] = []
+        metas: dict[str, StreamMeta] = {}
+        effects = ctx.effects
+        if outcome.error is None:
+            kv_writes = ctx.kv_writes()
+            if effects:
+                metas = await self._stream_metas_of(effects.stream_names())
+                try:
+                    writes, appends = effect_writes(effects, metas)
+                except RuntimeError as exc:  # e.g. writing to a closed stream
+                    outcome = Outcome.failed(_actor_error(exc))
+                    kv_writes, metas = {}, {}
+                else:
+                    kv_writes.update(writes)
+                    outgoing = [
+                        OutgoingTell(t, k, m, a, f"{self.actor_key}#{seq}.{i}")
+                        for i, (t, k, m, a) in enumerate(effects.outbox)
+                    ]
+        ok = outcome.error is None
         record = InvocationRecord(
             method=message.method,
             args=message.args,
@@ -377,16 +455,21 @@ class Activation:
             outcome=outcome,
             committed_at=now,
             idempotency_key=message.idempotency_key,
+            outbox=[tell.to_record() for tell in outgoing],
         )
-        ok = outcome.error is None
-        kv_writes = ctx.kv_writes() if ok else {}
+        reminders = dict(effects.reminders) if ok else {}
+        fired = message.reminder
+        if fired is not None and fired.name not in reminders:
+            due = next_due(fired, now)
+            reminders[fired.name] = None if due is None else replace(fired, due=due)
         commit = Commit(
             actor=self.actor_key,
             fence=self.fence,
-            record=JournalRecord(self.seq + 1, record.encode()),
+            record=JournalRecord(seq, record.encode()),
             kv_writes=kv_writes,
             inbox_ack=message.inbox_id,
             clear_steps=ctx.invocation_id if (ctx.persisted or had_steps) else None,
+            reminders=reminders,
         )
         try:
             await self.catalog.committer.submit(commit)
@@ -396,14 +479,41 @@ class Activation:
             if message.inbox_id is not None:
                 self._inbox_ids.add(message.inbox_id)
             raise
-        self.seq += 1
+        self.seq = seq
         if ok:
             if isinstance(self.instance, Actor) and ctx.working_state is not None:
                 self.instance._committed = ctx.working_state
             self.kv_cache.apply(kv_writes)
+            self._published(effects, metas, appends, outgoing)
         if message.idempotency_key is not None and print_ is not None:
             self.dedup.add(message.idempotency_key, DedupEntry(self.seq, print_, outcome, now))
         return outcome.unwrap()
+
+    async def _stream_metas_of(self, names: set[str]) -> dict[str, StreamMeta]:
+        """Copies of the named streams' metadata (read once, then kept per activation)."""
+        missing = [name for name in names if name not in self._stream_metas]
+        if missing:
+            keys = [stream_meta_key(name) for name in missing]
+            stored = await self.catalog.storage.kv_get(self.actor_key, keys)
+            for name, key in zip(missing, keys, strict=True):
+                self._stream_metas[name] = StreamMeta.decode(stored.get(key))
+        return {name: replace(self._stream_metas[name]) for name in names}
+
+    def _published(
+        self,
+        effects: Effects,
+        metas: dict[str, StreamMeta],
+        appends: list[StreamAppend],
+        outgoing: list[OutgoingTell],
+    ) -> None:
+        """After a commit: wake readers of what it wrote, and send its tells."""
+        self._stream_metas.update(metas)
+        channels = self.catalog.channels
+        for name in effects.events:
+            channels.published_event(self.actor_key, name)
+        for append in appends:
+            channels.published_stream(self.actor_key, append)
+        self.outbox.send(outgoing)
 
     async def persist_steps(self, ctx: InvocationContext) -> None:
         """Make the steps recorded so far durable before the handler goes past a side effect."""
@@ -432,7 +542,7 @@ class Activation:
 
     async def snapshot(self) -> None:
         """Write the committed state and dedup window at ``seq``; trims the journal."""
-        if self.seq == self.snapshot_seq or self.fence is None:
+        if self.seq == self.snapshot_seq or self.fence is None or not self.outbox.idle():
             return
         now = self.clock.time()
         self.dedup.prune(now)
@@ -495,7 +605,11 @@ class Activation:
         self._busy += 1
         self._quiet.clear()
         try:
-            data = codec.pack({"m": message.method, "a": message.args})
+            body: dict[str, Any] = {"m": message.method, "a": message.args}
+            if message.reminder is not None:
+                fired = message.reminder
+                body["r"] = [fired.name, fired.due, fired.period, fired.data]
+            data = codec.pack(body)
             await self.catalog.storage.inbox_put(
                 self.actor_key, self.fence, InboxMessage(message_id, data)
             )
@@ -515,7 +629,14 @@ class Activation:
     def _queue_tell(self, stored: InboxMessage) -> None:
         body = codec.unpack(stored.data)
         self._inbox_ids.add(stored.id)
-        self._enqueue(Message(body["m"], body["a"], idempotency_key=stored.id, inbox_id=stored.id))
+        fired = None
+        if "r" in body:
+            name, due, period, target = body["r"]
+            fired = Reminder(self.actor_key, name, due, period, target)
+        message = Message(
+            body["m"], body["a"], idempotency_key=stored.id, inbox_id=stored.id, reminder=fired
+        )
+        self._enqueue(message)
 
     async def kv_read(self, keys: list[str]) -> dict[str, bytes]:
         """Committed kv values, from the cache or the store."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bayou.errors import RETRYABLE, BayouError, DeadlockError
-from bayou.model import ActorBase, spec_of
+from pydantic import ValidationError
+
+from bayou.errors import RETRYABLE, BayouError, DeadlockError, InvalidArguments
+from bayou.model import ActorBase, HandlerSpec, spec_of
 from bayou.runtime.records import Outcome
 
 if TYPE_CHECKING:
@@ -54,22 +56,29 @@ class InternalRef:
         _, handler = self._silo.resolve(self.type_name, method)
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
-            if len(args) > len(handler.params):
-                raise TypeError(f"{self.type_name}.{method} takes {len(handler.params)} arguments")
-            named = dict(zip(handler.params, args, strict=False)) | kwargs
-            plain = handler.args_model.model_validate(named).model_dump(mode="json")
+            plain = _plain_args(self.type_name, handler, args, kwargs)
             return await self._call(method, plain, query=handler.kind == "query")
 
         return invoke
 
+    @property
+    def tell(self) -> InternalTells:
+        """``self.ref(T, k).tell.method(...)``: a durable one-way message, sent after commit."""
+        return InternalTells(self)
+
     async def _call(self, method: str, args: dict[str, Any], *, query: bool) -> Any:
         ctx = self._ctx
-        if (self.type_name, self.key) == (ctx.actor_type, ctx.key) and not query:
+        me = f"{ctx.actor_type}/{ctx.key}"
+        target = f"{self.type_name}/{self.key}"
+        chain = (*ctx.chain, me) if ctx.mode != "query" else ctx.chain
+        if not query and target in chain:
+            cycle = [*chain[chain.index(target) :], target]
             raise DeadlockError(
-                f"{ctx.actor_type}/{ctx.key} calls itself ({method}) from an exclusive turn; "
-                "that call would wait for the turn that makes it"
+                f"call cycle {' -> '.join(cycle)}: {target} is waiting for this call, so it "
+                f"could never run {method}",
+                {"cycle": cycle},
             )
-        name = f"{self.type_name}/{self.key}.{method}"
+        name = f"{target}.{method}"
         step = ctx._next_recorded("call", name)
         if step is not None:
             return Outcome(step[2], step[3]).unwrap()
@@ -78,8 +87,9 @@ class InternalRef:
         idempotency_key = None if query else f"{ctx.invocation_id}:{ctx.cursor}"
         try:
             reply = await self._silo.call(
-                self.type_name, self.key, method, args, idempotency_key=idempotency_key
-            )
+                self.type_name, self.key, method, args,
+                idempotency_key=idempotency_key, chain=chain,
+            )  # fmt: skip
             outcome = Outcome(reply=reply)
         except RETRYABLE:
             raise  # not an answer: the caller's invocation fails unrecorded and can be retried
@@ -88,3 +98,41 @@ class InternalRef:
         ctx._record(["call", name, outcome.reply, outcome.error])
         await ctx.activation.persist_steps(ctx)
         return outcome.unwrap()
+
+
+class InternalTells:
+    """The tell side of an ``InternalRef``: each call queues a message in the invocation's
+    outbox; it is sent, exactly once, only after the invocation commits."""
+
+    def __init__(self, ref: InternalRef) -> None:
+        self._ref = ref
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        ref = self._ref
+        _, handler = ref._silo.resolve(ref.type_name, method)
+        if handler.kind == "query":
+            raise TypeError(
+                f"{ref.type_name}.{method} is a query; only exclusive handlers take tells"
+            )
+
+        def send(*args: Any, **kwargs: Any) -> None:
+            plain = _plain_args(ref.type_name, handler, args, kwargs)
+            ref._ctx.tell(ref.type_name, ref.key, method, plain)
+
+        return send
+
+
+def _plain_args(
+    type_name: str, handler: HandlerSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Named, validated arguments as plain data (what the journal and the wire carry)."""
+    if len(args) > len(handler.params):
+        raise TypeError(f"{type_name}.{handler.name} takes {len(handler.params)} arguments")
+    named = dict(zip(handler.params, args, strict=False)) | kwargs
+    try:
+        plain: dict[str, Any] = handler.args_model.model_validate(named).model_dump(mode="json")
+    except ValidationError as exc:
+        raise InvalidArguments(f"invalid arguments for {type_name}.{handler.name}: {exc}") from None
+    return plain

@@ -20,6 +20,7 @@ from bayou.placement.ownership import PartitionOwnership
 from bayou.placement.partitions import partition_of
 from bayou.runtime.activation import Activation
 from bayou.runtime.app import App
+from bayou.runtime.channels import Channels
 from bayou.storage.contract import ActorKey, Storage
 from bayou.storage.group_commit import GroupCommitter
 
@@ -50,6 +51,8 @@ class Catalog:
         self._activations: dict[tuple[str, str], Activation] = {}
         self._collector: asyncio.Task[None] | None = None
         self.calls: Any = None  # set by the silo: routes actor-to-actor calls
+        self.silo: Any = None  # set by the silo: delivers tells from outboxes
+        self.channels = Channels(storage)
 
     @property
     def fenced_writes(self) -> int:

@@ -6,6 +6,8 @@ status; no traceback ever reaches a client.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -55,6 +57,12 @@ def build_http_app(silo: Silo) -> web.Application:
     app[SILO] = silo
     app.router.add_post(wire.TELL_ROUTE, _tell)
     app.router.add_post(wire.CALL_ROUTE, _call)
+    app.router.add_get(wire.EVENT_ROUTE, _event)
+    app.router.add_get(wire.STREAM_ROUTE, _stream)
+    app.router.add_get(wire.STREAM_ITEMS_ROUTE, _stream_items)
+    app.router.add_get(wire.REMINDERS_ROUTE, _reminders_list)
+    app.router.add_put(wire.REMINDER_ROUTE, _reminder_set)
+    app.router.add_delete(wire.REMINDER_ROUTE, _reminder_cancel)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get(wire.CLUSTER_ROUTE, _cluster)
@@ -221,6 +229,126 @@ async def _tell(request: web.Request) -> web.Response:
         timeout=_timeout(request, silo),
     )
     return _respond(request, {"message_id": message_id}, status=202)
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be a number in [{low}, {high}]",
+                         {"field": name})  # fmt: skip
+    return value
+
+
+def _actor_params(request: web.Request) -> tuple[str, str, str]:
+    info = request.match_info
+    key = info["key"]
+    problem = wire.key_problem(key)
+    if problem is not None:
+        raise BadRequest(problem, {"field": "key"})
+    return info["type"], key, info["name"]
+
+
+async def _event(request: web.Request) -> web.Response:
+    """The latest value of an event; ``?wait=S`` waits up to S seconds for a first one."""
+    silo = request.app[SILO]
+    type_name, key, name = _actor_params(request)
+    wait = _number(request, "wait", 0.0, 0.0, silo.settings.max_call_timeout)
+    reply = await silo.get_event(type_name, key, name, wait)
+    if not reply["found"]:
+        raise NotFound(f"event {name!r} of {type_name}/{key} has no value yet", {"field": "name"})
+    return _respond(request, {"value": reply["value"]})
+
+
+async def _stream_items(request: web.Request) -> web.Response:
+    """One long-poll read: items after ``?after=N`` (default -1: from the start)."""
+    silo = request.app[SILO]
+    type_name, key, name = _actor_params(request)
+    after = int(_number(request, "after", -1, -1, 2**62))
+    limit = int(_number(request, "limit", 1000, 1, 1000))
+    wait = _number(request, "wait", 0.0, 0.0, silo.settings.max_call_timeout)
+    reply = await silo.read_stream(type_name, key, name, after=after, limit=limit, wait=wait)
+    return _respond(request, reply)
+
+
+# A streaming response ends after this long even if the stream has not; the client resumes
+# from its last offset. Bounds how long one connection and one task are held.
+MAX_STREAM_SECONDS = 300.0
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """The stream from ``?after=N`` on, as it grows, until it closes: NDJSON lines
+    ``{"offset", "item"}`` then ``{"closed": true}``, or server-sent events with
+    ``Accept: text/event-stream`` (``id: offset``, ``data: item``; ``event: end``)."""
+    silo = request.app[SILO]
+    type_name, key, name = _actor_params(request)
+    after = int(_number(request, "after", -1, -1, 2**62))
+    # Validate everything before the 200 goes out: errors after it cannot change the status.
+    first = await silo.read_stream(type_name, key, name, after=after, wait=0.0)
+    sse = "text/event-stream" in request.headers.get("Accept", "")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream" if sse else wire.NDJSON,
+            "Cache-Control": "no-cache",
+            wire.RING_VERSION_HEADER: str(silo.agent.view.version),
+        }
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MAX_STREAM_SECONDS
+    reply = first
+    while True:
+        chunks = []
+        for offset, item in reply["items"]:
+            line = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            if sse:
+                chunks.append(f"id: {offset}\ndata: {line}\n\n")
+            else:
+                chunks.append(f'{{"offset":{offset},"item":{line}}}\n')
+            after = offset
+        if reply["closed"]:
+            chunks.append("event: end\ndata: {}\n\n" if sse else '{"closed":true}\n')
+        if chunks:
+            await response.write("".join(chunks).encode())
+        remaining = deadline - loop.time()
+        if reply["closed"] or remaining <= 0:
+            break
+        reply = await silo.read_stream(type_name, key, name, after=after, wait=min(remaining, 15.0))
+    await response.write_eof()
+    return response
+
+
+def _actor_of(request: web.Request) -> tuple[str, str]:
+    key = request.match_info["key"]
+    problem = wire.key_problem(key)
+    if problem is not None:
+        raise BadRequest(problem, {"field": "key"})
+    return request.match_info["type"], key
+
+
+async def _reminders_list(request: web.Request) -> web.Response:
+    type_name, key = _actor_of(request)
+    reminders = await request.app[SILO].reminder_admin(type_name, key, "list")
+    return _respond(request, {"reminders": reminders})
+
+
+async def _reminder_set(request: web.Request) -> web.Response:
+    type_name, key = _actor_of(request)
+    body = await _read_args(request)
+    name = request.match_info["name"]
+    reminder = await request.app[SILO].reminder_admin(type_name, key, "set", name, body)
+    return _respond(request, reminder)
+
+
+async def _reminder_cancel(request: web.Request) -> web.Response:
+    type_name, key = _actor_of(request)
+    name = request.match_info["name"]
+    return _respond(request, await request.app[SILO].reminder_admin(type_name, key, "cancel", name))
 
 
 async def _healthz(request: web.Request) -> web.Response:

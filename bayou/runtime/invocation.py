@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from bayou import codec
 from bayou.context import KV, Context
 from bayou.errors import NonDeterminismError
+from bayou.runtime.effects import RESERVED, Effects, check_channel_name
 from bayou.runtime.records import Step
+from bayou.runtime.reminders import MIN_PERIOD, ReminderTarget, describe
+from bayou.storage.contract import Reminder
 
 if TYPE_CHECKING:
     from bayou.model import ActorBase
@@ -41,6 +44,7 @@ class InvocationContext(Context):
         mode: Mode,
         recorded: list[Step] | None = None,
         working_state: BaseModel | None = None,
+        chain: tuple[str, ...] = (),
     ) -> None:
         self.activation = activation
         self.target: ActorBase = activation.instance
@@ -55,6 +59,9 @@ class InvocationContext(Context):
         self.cursor = 0
         self._random: random.Random | None = None
         self._kv: InvocationKV | None = None
+        # Actors whose exclusive turns wait on this one, outermost first (deadlock detection).
+        self.chain = chain
+        self.effects = Effects()
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -137,6 +144,80 @@ class InvocationContext(Context):
     def ref(self, actor_type: Any, key: str) -> Any:
         return self.activation.silo_ref(self, actor_type, key)
 
+    def _effects(self, what: str) -> Effects | None:
+        """Where this invocation's outgoing effects go; None while replaying (the journal
+        record already holds them, and they were delivered when it was committed)."""
+        if self.mode == "query":
+            raise RuntimeError(f"{what} is not allowed in a query handler")
+        return None if self.mode == "replay" else self.effects
+
+    def set_event(self, name: str, value: Any) -> None:
+        effects = self._effects("set_event")
+        if effects is not None:
+            effects.events[check_channel_name(name)] = _packed(value, f"event {name!r}")
+
+    def write_stream(self, name: str, item: Any) -> None:
+        effects = self._effects("write_stream")
+        if effects is not None:
+            name = check_channel_name(name)
+            if name in effects.closed:
+                raise RuntimeError(f"stream {name!r} was closed by this invocation")
+            effects.streams.setdefault(name, []).append(_packed(item, f"stream item of {name!r}"))
+
+    def close_stream(self, name: str) -> None:
+        effects = self._effects("close_stream")
+        if effects is not None:
+            effects.closed.add(check_channel_name(name))
+
+    def set_reminder(
+        self,
+        name: str,
+        method: str,
+        *,
+        due_in: float | None = None,
+        due_at: float | None = None,
+        period: float | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> None:
+        name = check_channel_name(name)
+        handler = self.activation.spec.handlers.get(method)
+        if handler is None or handler.kind != "exclusive":
+            raise ValueError(f"reminder {name!r}: {method!r} is not an exclusive handler")
+        if (due_in is None) == (due_at is None):
+            raise ValueError(f"reminder {name!r}: give exactly one of due_in and due_at")
+        if period is not None and not period >= MIN_PERIOD:
+            raise ValueError(f"reminder {name!r}: period must be at least {MIN_PERIOD} s")
+        due = due_at if due_at is not None else self.now().timestamp() + max(due_in or 0.0, 0.0)
+        effects = self._effects("set_reminder")
+        if effects is not None:
+            plain = handler.args_model.model_validate(args or {}).model_dump(mode="json")
+            data = ReminderTarget(method, plain).encode()
+            effects.reminders[name] = Reminder(self.activation.actor_key, name, due, period, data)
+
+    def cancel_reminder(self, name: str) -> None:
+        effects = self._effects("cancel_reminder")
+        if effects is not None:
+            effects.reminders[check_channel_name(name)] = None
+
+    async def reminders(self) -> list[dict[str, Any]]:
+        stored = await self.activation.catalog.storage.reminders_of(self.activation.actor_key)
+        return [describe(reminder) for reminder in stored]
+
+    def tell(self, type_name: str, key: str, method: str, args: dict[str, Any]) -> None:
+        """Queue a durable one-way message, sent only once this invocation commits."""
+        effects = self._effects("tell")
+        if effects is not None:
+            effects.outbox.append([type_name, key, method, args])
+
+
+def _packed(value: Any, what: str) -> bytes:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    try:
+        return codec.pack(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} cannot be stored: {exc}") from None
+
 
 class InvocationKV(KV):
     """The kv view of one invocation: its own buffered writes over the activation's cache."""
@@ -152,6 +233,8 @@ class InvocationKV(KV):
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         wanted = list(dict.fromkeys(keys))
+        for key in wanted:
+            _check_user_key(key)
         found: dict[str, Any] = {}
         from_store = []
         for key in wanted:
@@ -168,6 +251,7 @@ class InvocationKV(KV):
 
     def set(self, key: str, value: Any) -> None:
         self._check_writable()
+        _check_user_key(key)
         try:
             self.writes[key] = codec.pack(value)
         except (TypeError, ValueError) as exc:
@@ -175,8 +259,14 @@ class InvocationKV(KV):
 
     def delete(self, key: str) -> None:
         self._check_writable()
+        _check_user_key(key)
         self.writes[key] = None
 
     def _check_writable(self) -> None:
         if not self._writable:
             raise RuntimeError("kv writes are only allowed in exclusive handlers")
+
+
+def _check_user_key(key: str) -> None:
+    if not isinstance(key, str) or not key or key.startswith(RESERVED):
+        raise ValueError(f"kv keys are non-empty strings not starting with \\x01, got {key!r}")

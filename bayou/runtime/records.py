@@ -50,6 +50,7 @@ class InvocationRecord:
     outcome: Outcome
     committed_at: float
     idempotency_key: str | None = None
+    outbox: list[list[Any]] = field(default_factory=list)  # OutgoingTell rows
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -61,6 +62,8 @@ class InvocationRecord:
         }
         if self.idempotency_key is not None:
             body["k"] = self.idempotency_key
+        if self.outbox:
+            body["o"] = self.outbox
         if self.outcome.error is None:
             body["r"] = self.outcome.reply
         else:
@@ -77,6 +80,7 @@ class InvocationRecord:
             outcome=Outcome(reply=body.get("r"), error=body.get("e")),
             committed_at=body["t"],
             idempotency_key=body.get("k"),
+            outbox=body.get("o", []),
         )
 
 

@@ -1,10 +1,15 @@
-"""Routing: calls for actors owned elsewhere go to their owner over the silo-to-silo link.
+"""Routing: requests for actors owned elsewhere go to their owner over the silo-to-silo link.
 
-Any silo accepts any call. A silo whose ring names another owner forwards the call (one
+Any silo accepts any request. A silo whose ring names another owner forwards it (one
 persistent, multiplexed link per silo pair) with a hop count; the receiving silo routes
-again by its own ring, so a call crossing a ring change still lands, and ``max_hops``
+again by its own ring, so a request crossing a ring change still lands, and ``max_hops``
 stops a loop between two silos that disagree for a moment (the caller gets a retryable
 503 and tries again once views converge).
+
+Forwarded requests are msgpack maps: ``{"op", "type", "key", "hops", "timeout", ...}``
+with, per op: ``call``/``tell`` — ``method, args, idem, chain``; ``event`` — ``name,
+wait``; ``stream`` — ``name, after, limit, wait``; ``reminders`` — ``action, name,
+request``.
 """
 
 from __future__ import annotations
@@ -12,85 +17,86 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bayou.errors import SiloUnreachable, Unavailable
+from bayou.errors import BadRequest, SiloUnreachable, Unavailable
 from bayou.runtime.transport import LinkPool
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
 
+OPS = frozenset({"call", "tell", "event", "stream", "reminders"})
+
 
 class Router:
-    """Forwards calls and tells to their owner, and serves the ones forwarded here."""
+    """Forwards requests to their owner, and serves the ones forwarded here."""
 
     def __init__(self, silo: Silo) -> None:
         self._silo = silo
         self.links = LinkPool()
-        self.forwarded = 0  # calls this silo sent on to another
-        self.received = 0  # calls another silo sent here
+        self.forwarded = 0  # requests this silo sent on to another
+        self.received = 0  # requests another silo (or a link client) sent here
 
-    async def forward(
-        self,
-        owner: str,
-        op: str,
-        type_name: str,
-        key: str,
-        method: str,
-        args: dict[str, Any],
-        idempotency_key: str | None,
-        deadline: float,
-        hops: int,
-    ) -> Any:
+    async def forward(self, owner: str, payload: dict[str, Any], deadline: float, hops: int) -> Any:
         silo = self._silo
+        what = f"{payload['type']}/{payload['key']}"
         if hops >= silo.settings.max_hops:
-            raise Unavailable(
-                f"{type_name}/{key} was forwarded {hops} times; the ring is changing, retry"
-            )
+            raise Unavailable(f"{what} was forwarded {hops} times; the ring is changing, retry")
         member = silo.agent.view.member(owner)
         if member is None:
-            raise Unavailable(f"owner {owner} of {type_name}/{key} is unknown; retry")
+            raise Unavailable(f"owner {owner} of {what} is unknown; retry")
         remaining = deadline - asyncio.get_running_loop().time()
-        payload = {
-            "op": op,
-            "type": type_name,
-            "key": key,
-            "method": method,
-            "args": args,
-            "idem": idempotency_key,
-            "timeout": remaining,
-            "hops": hops + 1,
-        }
+        payload["timeout"] = remaining
+        payload["hops"] = hops + 1
         self.forwarded += 1
         try:
             return await self.links.request(member.address, payload, max(remaining, 0.001))
         except SiloUnreachable as exc:
-            raise Unavailable(f"owner {owner} of {type_name}/{key} is unreachable: {exc}") from None
+            raise Unavailable(f"owner {owner} of {what} is unreachable: {exc}") from None
 
     async def serve(self, payload: Any) -> Any:
-        """Handle one request that arrived over a link from another silo."""
-        if not isinstance(payload, dict) or payload.get("op") not in ("call", "tell"):
-            raise Unavailable("malformed forwarded request")
+        """Handle one request that arrived over a link."""
+        if not isinstance(payload, dict) or payload.get("op") not in OPS:
+            raise BadRequest("malformed link request: expected a map with a known 'op'")
         self.received += 1
         silo = self._silo
-        timeout = float(payload["timeout"]) if payload.get("timeout") else None
-        if payload["op"] == "tell":
-            return await silo.tell(
-                payload["type"],
-                payload["key"],
-                payload["method"],
-                payload["args"],
-                message_id=payload.get("idem"),
-                timeout=timeout,
-                hops=int(payload["hops"]),
-            )
-        return await silo.call(
-            payload["type"],
-            payload["key"],
-            payload["method"],
-            payload["args"],
-            idempotency_key=payload.get("idem"),
-            timeout=timeout,
-            hops=int(payload["hops"]),
-        )
+        op = payload["op"]
+        try:
+            type_name, key = str(payload["type"]), str(payload["key"])
+            hops = int(payload.get("hops", 0))
+            timeout = float(payload["timeout"]) if payload.get("timeout") else None
+            if op == "event":
+                return await silo.get_event(
+                    type_name, key, str(payload["name"]), float(payload.get("wait", 0)), hops=hops
+                )
+            if op == "stream":
+                return await silo.read_stream(
+                    type_name,
+                    key,
+                    str(payload["name"]),
+                    after=int(payload.get("after", -1)),
+                    limit=int(payload.get("limit", 1000)),
+                    wait=float(payload.get("wait", 0)),
+                    hops=hops,
+                )
+            if op == "reminders":
+                return await silo.reminder_admin(
+                    type_name, key, str(payload["action"]), payload.get("name"),
+                    payload.get("request"), hops=hops,
+                )  # fmt: skip
+            method, args = str(payload["method"]), payload.get("args") or {}
+            if not isinstance(args, dict):
+                raise BadRequest("link request 'args' must be a map")
+            if op == "tell":
+                return await silo.tell(
+                    type_name, key, method, args,
+                    message_id=payload.get("idem"), timeout=timeout, hops=hops,
+                )  # fmt: skip
+            return await silo.call(
+                type_name, key, method, args,
+                idempotency_key=payload.get("idem"), timeout=timeout, hops=hops,
+                chain=tuple(str(a) for a in payload.get("chain") or ()),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed link request ({op}): {exc!r}") from None
 
     async def close(self) -> None:
         await self.links.close()

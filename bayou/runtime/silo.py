@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from bayou.clock import Clock
-from bayou.errors import BadRequest, ConfigurationError, Unavailable
+from bayou.errors import BadRequest, ConfigurationError, Unavailable, UnknownActorType
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.placement.agent import MembershipAgent
 from bayou.placement.membership import Membership, SiloDeclaredDead
@@ -36,9 +36,11 @@ from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
 from bayou.runtime.dispatch import resolve, until, validate
+from bayou.runtime.effects import check_channel_name
 from bayou.runtime.rebalance import Rebalancer
+from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
 from bayou.runtime.routing import Router
-from bayou.storage.contract import Storage
+from bayou.storage.contract import Reminder, Storage
 from bayou.storage.group_commit import GroupCommitter
 from bayou.wire import partition_of
 
@@ -94,7 +96,9 @@ class Silo:
         )
         self.catalog = Catalog(app, storage, self.committer, self.ownership, self.clock)
         self.catalog.calls = ActorCalls(self)
+        self.catalog.silo = self
         self.router = Router(self)
+        self.reminders = ReminderService(self, settings.reminder_interval)
         self.rebalancer = Rebalancer(self)
         self.agent.on_view(self.rebalancer.on_view)
         self.agent.on_loss(self._fail_stop)
@@ -122,6 +126,7 @@ class Silo:
         await self.agent.join()  # 30
         self.catalog.start()  # 40
         await self.agent.activate()  # 50
+        self.reminders.start()
         self.ready = True  # 60
         log.info(
             "silo %s serving %s at %s (%s)",
@@ -162,6 +167,7 @@ class Silo:
             return
         self.stopping = True
         self.ready = False  # 60
+        await self.reminders.stop()
         try:
             await asyncio.wait_for(self._drain(), self.settings.drain_timeout)
         except TimeoutError:
@@ -201,6 +207,7 @@ class Silo:
         asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
 
     async def _abandon_after_loss(self, reason: str) -> None:
+        await self.reminders.stop()
         await self.catalog.abandon()
         await self.agent.stop()
         # Writes already on their way get their verdict (fenced, if a new owner took over).
@@ -220,6 +227,7 @@ class Silo:
         """
         self.stopping = True
         self.ready = False
+        await self.reminders.stop()
         await self.agent.stop()
         await self.rebalancer.stop()
         if self._runner is not None:
@@ -242,22 +250,27 @@ class Silo:
         idempotency_key: str | None = None,
         timeout: float | None = None,
         hops: int = 0,
+        chain: tuple[str, ...] = (),
     ) -> Any:
-        """Run a handler (exclusive or query) wherever its actor lives; its plain reply."""
+        """Run a handler (exclusive or query) wherever its actor lives; its plain reply.
+
+        ``chain`` lists the actors whose exclusive turns wait on this call (deadlock
+        detection); it travels with the call when it is forwarded."""
         spec, handler = self.resolve(type_name, method)
         kwargs = validate(spec, handler, args)
         deadline = self._deadline(timeout)
         owner = self._owner_of(type_name, key)
         if owner != self.silo_id:
-            return await self.router.forward(
-                owner, "call", type_name, key, method, args, idempotency_key, deadline, hops
-            )
+            payload = _request("call", type_name, key, method=method, args=args)
+            payload["idem"] = idempotency_key
+            if chain:
+                payload["chain"] = list(chain)
+            return await self.router.forward(owner, payload, deadline, hops)
         activation = await self._activation(spec, key, deadline)
         if handler.kind == "query":
             return await until(asyncio.ensure_future(activation.query(handler, kwargs)), deadline)
-        return await until(
-            activation.call(Message(method, args, kwargs, idempotency_key)), deadline
-        )
+        message = Message(method, args, kwargs, idempotency_key, chain=chain)
+        return await until(activation.call(message), deadline)
 
     async def tell(
         self,
@@ -269,6 +282,7 @@ class Silo:
         message_id: str | None = None,
         timeout: float | None = None,
         hops: int = 0,
+        reminder: Reminder | None = None,
     ) -> str:
         """Store a one-way message in the actor's inbox; returns its id once it is durable."""
         spec, handler = self.resolve(type_name, method)
@@ -279,14 +293,100 @@ class Silo:
         deadline = self._deadline(timeout)
         owner = self._owner_of(type_name, key)
         if owner != self.silo_id:
-            result: str = await self.router.forward(
-                owner, "tell", type_name, key, method, args, message_id, deadline, hops
-            )
+            if reminder is not None:  # fired by a silo that no longer owns the actor
+                raise Unavailable(f"{type_name}/{key} moved; its new owner fires the reminder")
+            payload = _request("tell", type_name, key, method=method, args=args)
+            payload["idem"] = message_id
+            result: str = await self.router.forward(owner, payload, deadline, hops)
             return result
         activation = await self._activation(spec, key, deadline)
-        message = Message(method, args, None, message_id)
+        message = Message(method, args, None, message_id, reminder=reminder)
         await until(asyncio.ensure_future(activation.accept_tell(message)), deadline)
         return message_id
+
+    async def get_event(
+        self, type_name: str, key: str, name: str, wait: float, *, hops: int = 0
+    ) -> dict[str, Any]:
+        """``{"found": bool, "value": ...}``: the event's latest value, waiting up to ``wait``
+        seconds for a first one (on the owner silo, which is woken by the commit)."""
+        self._known_type(type_name)
+        check_channel_name(name)
+        wait = min(max(wait, 0.0), self.settings.max_call_timeout)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            payload = _request("event", type_name, key, name=name, wait=wait)
+            reply: dict[str, Any] = await self.router.forward(
+                owner, payload, self._deadline(wait + 5.0), hops
+            )
+            return reply
+        found, value = await self.catalog.channels.get_event(
+            self.catalog.actor_key(type_name, key), name, wait
+        )
+        return {"found": found, "value": value}
+
+    async def read_stream(
+        self,
+        type_name: str,
+        key: str,
+        name: str,
+        *,
+        after: int = -1,
+        limit: int = 1000,
+        wait: float = 0.0,
+        hops: int = 0,
+    ) -> dict[str, Any]:
+        """``{"items": [[offset, item], ...], "closed": bool, "next": offset}``: items after
+        ``after``, waiting up to ``wait`` seconds for the first (long poll)."""
+        self._known_type(type_name)
+        check_channel_name(name)
+        wait = min(max(wait, 0.0), self.settings.max_call_timeout)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            payload = _request(
+                "stream", type_name, key, name=name, after=after, limit=limit, wait=wait
+            )
+            reply: dict[str, Any] = await self.router.forward(
+                owner, payload, self._deadline(wait + 5.0), hops
+            )
+            return reply
+        return await self.catalog.channels.read_stream(
+            self.catalog.actor_key(type_name, key), name, after, limit, wait
+        )
+
+    async def reminder_admin(
+        self,
+        type_name: str,
+        key: str,
+        action: str,
+        name: str | None = None,
+        request: dict[str, Any] | None = None,
+        *,
+        hops: int = 0,
+    ) -> Any:
+        """List (``list``), register (``set``) or cancel (``cancel``) an actor's reminders
+        from outside the actor, on the silo that owns it."""
+        self._known_type(type_name)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            payload = _request("reminders", type_name, key, action=action, name=name,
+                               request=request)  # fmt: skip
+            return await self.router.forward(owner, payload, self._deadline(None), hops)
+        actor = self.catalog.actor_key(type_name, key)
+        if action == "list":
+            return [describe(r) for r in await self.storage.reminders_of(actor)]
+        name = check_channel_name(name or "")
+        fence = await self.ownership.fence(actor.partition)
+        if action == "cancel":
+            return {"cancelled": await self.storage.reminder_cancel(fence, actor, name)}
+        reminder = reminder_from_request(self.app, actor, name, request or {}, self.clock.time())
+        await self.storage.reminder_set(fence, reminder)
+        return describe(reminder)
+
+    def _known_type(self, type_name: str) -> None:
+        if self.app.spec(type_name) is None:
+            raise UnknownActorType(
+                f"no actor type {type_name!r} on this silo", {"known": sorted(self.app.actors)}
+            )
 
     def _deadline(self, timeout: float | None) -> float:
         return asyncio.get_running_loop().time() + (timeout or self.settings.call_timeout)
@@ -327,3 +427,8 @@ class Silo:
         for start in range(0, len(waiting), 64):
             batch = waiting[start : start + 64]
             await asyncio.gather(*(wake(actor.type, actor.key) for actor in batch))
+
+
+def _request(op: str, type_name: str, key: str, **fields: Any) -> dict[str, Any]:
+    """A request for another silo (see ``runtime/routing.py`` for the shapes)."""
+    return {"op": op, "type": type_name, "key": key, **fields}

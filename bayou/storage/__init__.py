@@ -14,6 +14,7 @@ from bayou.storage.contract import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
     Storage,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "MemoryStorage",
     "Ownership",
     "RedisStorage",
+    "Reminder",
     "Snapshot",
     "SqliteStorage",
     "Storage",

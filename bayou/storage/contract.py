@@ -68,12 +68,26 @@ class InboxMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Reminder:
+    """A durable, named wake-up of one actor: due at ``due`` (epoch seconds), then every
+    ``period`` seconds if it is periodic; ``data`` is opaque (what to deliver)."""
+
+    actor: ActorKey
+    name: str
+    due: float
+    period: float | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one invocation makes durable, applied all-or-nothing.
 
     ``kv_writes`` maps a kv key to its new value, or to None to delete it. ``inbox_ack``
     removes the inbox message this invocation consumed; ``clear_steps`` drops the pending
     step results recorded under that invocation id (they now live in ``record``).
+    ``reminders`` maps a reminder name of this actor to its new definition (set or
+    replace), or to None to cancel it.
     """
 
     actor: ActorKey
@@ -82,6 +96,7 @@ class Commit:
     kv_writes: Mapping[str, bytes | None] = field(default_factory=dict)
     inbox_ack: str | None = None
     clear_steps: str | None = None
+    reminders: Mapping[str, Reminder | None] = field(default_factory=dict)
 
 
 class Storage(abc.ABC):
@@ -171,6 +186,29 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def steps_read(self, actor: ActorKey, invocation: str) -> list[bytes]:
         """Persisted steps of an uncommitted invocation, by index from 0, stopping at a gap."""
+
+    # -- reminders (durable wake-ups, indexed by partition and due time) ------------------
+
+    @abc.abstractmethod
+    async def reminder_set(self, fence: Fence, reminder: Reminder) -> None:
+        """Create or replace ``reminder`` (by actor and name); ``FencedWrite`` if the fence
+        no longer holds the actor's partition."""
+
+    @abc.abstractmethod
+    async def reminder_cancel(self, fence: Fence, actor: ActorKey, name: str) -> bool:
+        """Remove a reminder; True if it existed. Fenced like every write."""
+
+    @abc.abstractmethod
+    async def reminders_of(self, actor: ActorKey) -> list[Reminder]:
+        """The actor's reminders, by name."""
+
+    @abc.abstractmethod
+    async def reminders_due(
+        self, partitions: Collection[int], until: float, limit: int = 1000
+    ) -> list[Reminder]:
+        """Reminders of these partitions due at or before ``until``, earliest first, at most
+        ``limit``: what a silo polls for the partitions it owns. Must stay cheap with a
+        million reminders registered (an index by partition and due time, never a scan)."""
 
     @abc.abstractmethod
     async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:

@@ -3,12 +3,33 @@
 Nothing here survives the process. Every method runs to completion without yielding to
 the event loop, so each operation is atomic with respect to other tasks, exactly as a
 backend transaction would be.
+
+Reminders, the same in every backend (``check_reminder``, ``commit_reminder_error`` and
+``check_until`` below are shared by all three, ``EarliestDue`` by sqlite and redis):
+
+- A reminder is identified by its actor *including the partition* and its name, as every
+  Redis key is; the runtime derives the partition from ``(type, key)``, so this only
+  matters to a caller that mixes partitions for one actor.
+- ``due`` must be finite and ``period`` None or finite and above zero; ``reminder_set``
+  raises ValueError otherwise, before touching the store. In a commit, such a reminder, or
+  one whose actor is not the commit's actor or whose name is not its key in
+  ``Commit.reminders``, makes that commit's result a ``StorageError`` and nothing of the
+  commit is applied (checked before the fence).
+- ``reminders_due`` orders by ``(due, partition, type, key, name)``, so reminders due at
+  the same instant come in the same order everywhere and ``limit`` cuts at the same place.
+  ``until`` may not be NaN (ValueError); a ``limit`` of 0 or less returns nothing.
+- Cancelling a reminder that does not exist is no error (``reminder_cancel`` says False).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import bisect
+import heapq
+import itertools
+import math
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from bayou.errors import FencedWrite, StorageError
 from bayou.storage.contract import (
@@ -18,9 +39,107 @@ from bayou.storage.contract import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
     Storage,
 )
+
+# One entry of a partition's due index: (due, type, key, name), sorted.
+_DueEntry = tuple[float, str, str, str]
+
+
+def check_reminder(reminder: Reminder) -> None:
+    """Raise ValueError unless ``due`` is finite and ``period`` None or finite and > 0."""
+    if not math.isfinite(reminder.due):
+        raise ValueError(f"reminder {reminder.name!r} of {reminder.actor}: due {reminder.due}")
+    period = reminder.period
+    if period is not None and not (math.isfinite(period) and period > 0):
+        raise ValueError(f"reminder {reminder.name!r} of {reminder.actor}: period {period}")
+
+
+def commit_reminder_error(commit: Commit) -> StorageError | None:
+    """Why ``commit.reminders`` cannot be applied, or None: each reminder must be valid,
+    belong to the commit's actor and be filed under its own name."""
+    for name, reminder in commit.reminders.items():
+        if reminder is None:
+            continue
+        if reminder.actor != commit.actor or reminder.name != name:
+            return StorageError(
+                f"{commit.actor}: reminder {name!r} of the commit is "
+                f"{reminder.name!r} of {reminder.actor}"
+            )
+        try:
+            check_reminder(reminder)
+        except ValueError as exc:
+            return StorageError(f"{commit.actor}: invalid {exc}")
+    return None
+
+
+def check_until(until: float) -> None:
+    if math.isnan(until):
+        raise ValueError("reminders_due: until is NaN")
+
+
+# How an index orders entries of one partition that are due at the same time: a backend's
+# own encoding of (type, key, name) that sorts in that order.
+Tie = TypeVar("Tie", bound=Hashable)
+
+
+class EarliestDue(Generic[Tie]):
+    """The ``limit`` earliest due index entries over several partitions, read by the
+    durable backends in rounds of per-partition index ranges (``offset``, ``count``).
+
+    The first round asks every partition for about twice its share of ``limit``. A
+    partition that filled its range may hold more, all after the last entry it sent, so it
+    is asked again only while that entry is earlier than the ``limit``-th earliest entry
+    known (nothing after that can make the cut), for twice as many as before but no more
+    than the known entries after its last one that it could still displace. The entries
+    read stay near ``limit`` plus a few per partition, however many are due, in a handful
+    of rounds. Entries compare as ``(due, partition, tie)``.
+    """
+
+    def __init__(self, partitions: Sequence[int], limit: int) -> None:
+        first = min(limit, max(2, 2 * math.ceil(limit / max(len(partitions), 1))))
+        self._limit = limit
+        self._count = dict.fromkeys(partitions, first)
+        self._offset = dict.fromkeys(partitions, 0)
+        self._ask = list(partitions) if limit > 0 else []
+        self._last: dict[int, tuple[float, int, Tie]] = {}  # partitions that may hold more
+        self._known: list[tuple[float, int, Tie]] = []
+        self._seen: set[tuple[int, Tie]] = set()
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """``(partition, offset, count)`` of the ranges to read next; none once done."""
+        return [(p, self._offset[p], self._count[p]) for p in self._ask]
+
+    def add(self, replies: Sequence[Sequence[tuple[float, Tie]]]) -> None:
+        """The ``(due, tie)`` entries of each range of ``ranges()``, in index order."""
+        for p, rows in zip(self._ask, replies, strict=True):
+            self._offset[p] += len(rows)
+            for due, tie in rows:
+                # An index that changed between rounds (Redis) can shift a range back.
+                if (p, tie) not in self._seen:
+                    self._seen.add((p, tie))
+                    self._known.append((due, p, tie))
+            if len(rows) < self._count[p]:
+                self._last.pop(p, None)
+            else:
+                self._last[p] = (rows[-1][0], p, rows[-1][1])
+        self._known.sort()
+        del self._known[self._limit :]
+        full = len(self._known) == self._limit
+        cutoff = self._known[-1] if full else None
+        self._ask = [p for p, last in self._last.items() if cutoff is None or last < cutoff]
+        for p in self._ask:
+            # What p sends next comes after its last entry, so it can only displace the
+            # known entries ranked after that one.
+            room = self._limit - bisect.bisect_right(self._known, self._last[p])
+            self._count[p] = max(1, min(room, 2 * self._count[p]))
+
+    @property
+    def earliest(self) -> list[tuple[float, int, Tie]]:
+        """The answer, once ``ranges()`` is empty: ``(due, partition, tie)``, earliest first."""
+        return list(self._known)
 
 
 @dataclass(slots=True)
@@ -45,6 +164,9 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._owners: dict[int, Ownership] = {}
         self._actors: dict[tuple[str, str], _ActorRecords] = {}
+        # Reminders by actor (with its partition) and name, and each partition's due index.
+        self._reminders: dict[ActorKey, dict[str, Reminder]] = {}
+        self._due: dict[int, list[_DueEntry]] = {}
         self._closed = False
 
     async def open(self) -> None:
@@ -125,6 +247,9 @@ class MemoryStorage(Storage):
 
     def _apply(self, commit: Commit) -> BaseException | None:
         """Validate the whole commit first, then apply all of it: nothing partial is kept."""
+        malformed = commit_reminder_error(commit)
+        if malformed is not None:
+            return malformed
         fenced = self._fence_error(commit.actor, commit.fence)
         if fenced is not None:
             return fenced
@@ -147,6 +272,11 @@ class MemoryStorage(Storage):
             records.inbox.pop(commit.inbox_ack, None)
         if commit.clear_steps is not None:
             records.steps.pop(commit.clear_steps, None)
+        for name, reminder in commit.reminders.items():
+            if reminder is None:
+                self._drop_reminder(commit.actor, name)
+            else:
+                self._put_reminder(reminder)
         return None
 
     async def read_journal(self, actor: ActorKey, after_seq: int = 0) -> list[JournalRecord]:
@@ -236,6 +366,75 @@ class MemoryStorage(Storage):
         pending = {inv: _contiguous(steps) for inv, steps in records.steps.items()}
         # An invocation without step 0 has nothing to resume from, as steps_read says.
         return {inv: steps for inv, steps in pending.items() if steps}
+
+    # -- reminders -------------------------------------------------------------------------
+
+    def _put_reminder(self, reminder: Reminder) -> None:
+        """Create or replace, moving the due index entry along."""
+        actor = reminder.actor
+        self._drop_reminder(actor, reminder.name)
+        stored = Reminder(
+            actor,
+            reminder.name,
+            float(reminder.due),
+            None if reminder.period is None else float(reminder.period),
+            bytes(reminder.data),
+        )
+        self._reminders.setdefault(actor, {})[reminder.name] = stored
+        entry = (stored.due, actor.type, actor.key, stored.name)
+        bisect.insort(self._due.setdefault(actor.partition, []), entry)
+
+    def _drop_reminder(self, actor: ActorKey, name: str) -> bool:
+        named = self._reminders.get(actor)
+        old = None if named is None else named.pop(name, None)
+        if named is None or old is None:
+            return False
+        if not named:
+            del self._reminders[actor]
+        index = self._due[actor.partition]
+        entry = (old.due, actor.type, actor.key, name)
+        del index[bisect.bisect_left(index, entry)]
+        if not index:
+            del self._due[actor.partition]
+        return True
+
+    async def reminder_set(self, fence: Fence, reminder: Reminder) -> None:
+        self._check_open()
+        check_reminder(reminder)
+        self._check_fence(reminder.actor, fence)
+        self._put_reminder(reminder)
+
+    async def reminder_cancel(self, fence: Fence, actor: ActorKey, name: str) -> bool:
+        self._check_open()
+        self._check_fence(actor, fence)
+        return self._drop_reminder(actor, name)
+
+    async def reminders_of(self, actor: ActorKey) -> list[Reminder]:
+        self._check_open()
+        named = self._reminders.get(actor, {})
+        return [named[name] for name in sorted(named)]
+
+    async def reminders_due(
+        self, partitions: Collection[int], until: float, limit: int = 1000
+    ) -> list[Reminder]:
+        """A lazy merge of each partition's index up to ``until``: touches ``limit`` entries
+        plus one per partition, however many reminders are due."""
+        self._check_open()
+        check_until(until)
+        if limit <= 0:
+            return []
+
+        def due_in(partition: int) -> Iterator[tuple[float, int, str, str, str]]:
+            index = self._due.get(partition, [])
+            stop = bisect.bisect_right(index, until, key=lambda entry: entry[0])
+            for due, type_name, key, name in itertools.islice(index, stop):
+                yield due, partition, type_name, key, name
+
+        merged = heapq.merge(*(due_in(p) for p in sorted(set(partitions))))
+        return [
+            self._reminders[ActorKey(type_name, key, partition)][name]
+            for _, partition, type_name, key, name in itertools.islice(merged, limit)
+        ]
 
 
 def _contiguous(steps: dict[int, bytes]) -> list[bytes]:

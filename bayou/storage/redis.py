@@ -11,6 +11,18 @@ connection broke, so a restarted server is used again as soon as it answers; scr
 loaded again when the restarted server no longer knows them (NOSCRIPT). A re-sent write
 never reports a false success: a re-sent commit that had landed reports its seq as a
 duplicate, a re-sent claim returns the same epoch, a re-sent message is deduplicated.
+
+Reminders follow the rules shared by every backend (``bayou.storage.memory``). Each lives
+twice, changed together by one script: its definition in the actor's ``rm`` hash (what
+``reminders_of`` reads) and its entry in the partition's ``rd`` sorted set, scored by due
+time (what ``reminders_due`` reads). ``reminders_due`` merges the requested partitions'
+index ranges (``EarliestDue``) in rounds of one pipeline each: every partition first sends
+its earliest few entries (``ZRANGEBYSCORE ... LIMIT``), and only partitions that may still
+hold one of the ``limit`` earliest are asked for more, so the entries read stay near
+``limit`` plus a few per partition however many are due; then one more pipeline reads the
+definitions. Those reads are not one snapshot: a reminder set, replaced or cancelled
+during the call may be missed or reported with its new definition (never twice, never one
+due after ``until``), which the next poll makes good.
 """
 
 from __future__ import annotations
@@ -37,15 +49,27 @@ from bayou.storage.contract import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
     Storage,
+)
+from bayou.storage.memory import (
+    EarliestDue,
+    check_reminder,
+    check_until,
+    commit_reminder_error,
 )
 from bayou.storage.redis_keys import (
     KeySpace,
     decode_actor,
+    decode_reminder_member,
+    decode_reminder_value,
     decode_step_field,
+    encode_reminder_value,
     journal_floor,
     journal_seq,
+    reminder_member,
+    score,
     step_field,
     step_prefix,
 )
@@ -63,17 +87,29 @@ BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
 # Upper bound on any one storage call, whatever the retries and payloads do.
 DEFAULT_TIMEOUT = 15.0
+# Connections per silo: enough for every read of a burst of activations and the group
+# commit's pipeline to proceed at once, few enough for a Redis serving many silos.
+MAX_CONNECTIONS = 64
 
 _JOURNAL_PAGE = 1000  # XRANGE entries per page
 # What XRANGE returns with decode_responses=False (which open() insists on).
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
 _KV_CHUNK = 1000  # fields per HMGET
+# A reminder index entry as the merge compares them: (due, partition, member).
+_DueEntry = tuple[float, int, bytes]
 
 
 def make_client(url: str) -> redis.asyncio.Redis:
-    """A client for ``url`` with bytes replies, socket timeouts, health checks and retries."""
-    return redis.asyncio.Redis.from_url(
+    """A client for ``url`` with bytes replies, socket timeouts, health checks and retries.
+
+    Its pool holds at most ``MAX_CONNECTIONS`` connections and a caller beyond that waits
+    for one (redis-py's default pool fails with "Too many connections" instead, which a
+    burst of activations — each a few reads — reached at 256 concurrent first calls).
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=None,  # the wait is bounded by the caller's own deadline (``_guard``)
         decode_responses=False,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
@@ -83,6 +119,7 @@ def make_client(url: str) -> redis.asyncio.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name="bayou-storage",
     )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 class RedisStorage(Storage):
@@ -189,7 +226,10 @@ class RedisStorage(Storage):
         sent: list[int] = []
         calls: list[scripts.Call] = []
         for i, one in enumerate(batch):
-            if one.actor.partition != one.fence.partition:
+            malformed = commit_reminder_error(one)
+            if malformed is not None:
+                results[i] = malformed
+            elif one.actor.partition != one.fence.partition:
                 results[i] = scripts.wrong_partition(one.actor, one.fence)
             elif one.record.seq < 0:
                 # Stream ids are unsigned; no backend ever sees a negative seq from the runtime.
@@ -213,6 +253,14 @@ class RedisStorage(Storage):
                 deletes.append(k)
             else:
                 sets += (k, bytes(v))
+        reminds: list[bytes] = []
+        cancels: list[bytes] = []
+        for name, reminder in commit.reminders.items():
+            member = reminder_member(commit.actor, name)
+            if reminder is None:
+                cancels += (name.encode(), member)
+            else:
+                reminds += (name.encode(), member, *_reminder_args(reminder))
         args: list[Any] = [
             *_fence_args(commit.fence),
             str(commit.record.seq),
@@ -226,6 +274,10 @@ class RedisStorage(Storage):
             *sets,
             str(len(deletes)),
             *deletes,
+            str(len(reminds) // 4),
+            *reminds,
+            str(len(cancels) // 2),
+            *cancels,
         ]
         return keys.all(), args
 
@@ -338,6 +390,98 @@ class RedisStorage(Storage):
     async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:
         return await self._steps(actor, "steps_pending")
 
+    # -- reminders -------------------------------------------------------------------------
+
+    async def reminder_set(self, fence: Fence, reminder: Reminder) -> None:
+        check_reminder(reminder)
+        actor = reminder.actor
+        if actor.partition != fence.partition:
+            raise scripts.wrong_partition(actor, fence)
+        keys = [
+            self.keys.owner(actor.partition),
+            self.keys.reminders(actor),
+            self.keys.reminder_index(actor.partition),
+        ]
+        args = [
+            *_fence_args(fence),
+            reminder.name.encode(),
+            reminder_member(actor, reminder.name),
+            *_reminder_args(reminder),
+        ]
+        async with self._session("reminder_set") as client:
+            reply = await scripts.run(client, scripts.REMINDER_SET, keys, args)
+        scripts.check(reply, fence)
+
+    async def reminder_cancel(self, fence: Fence, actor: ActorKey, name: str) -> bool:
+        if actor.partition != fence.partition:
+            raise scripts.wrong_partition(actor, fence)
+        keys = [
+            self.keys.owner(actor.partition),
+            self.keys.reminders(actor),
+            self.keys.reminder_index(actor.partition),
+        ]
+        args = [*_fence_args(fence), name.encode(), reminder_member(actor, name)]
+        async with self._session("reminder_cancel") as client:
+            reply = await scripts.run(client, scripts.REMINDER_CANCEL, keys, args)
+        return bool(scripts.check(reply, fence)[1])
+
+    async def reminders_of(self, actor: ActorKey) -> list[Reminder]:
+        async with self._session("reminders_of") as client:
+            fields = cast(dict[bytes, bytes], await client.hgetall(self.keys.reminders(actor)))
+            found = [_reminder(actor, name.decode(), value) for name, value in fields.items()]
+        return sorted(found, key=lambda r: r.name)
+
+    async def reminders_due(
+        self, partitions: Collection[int], until: float, limit: int = 1000
+    ) -> list[Reminder]:
+        check_until(until)
+        wanted = sorted(set(partitions))
+        async with self._session("reminders_due") as client:
+            if not wanted or limit <= 0:
+                return []
+            entries = await self._earliest(client, wanted, until, limit)
+            # Group by actor: one HMGET of each actor's definitions, all in one pipeline.
+            named: dict[ActorKey, list[str]] = {}
+            for _, partition, member in entries:
+                actor, name = decode_reminder_member(member, partition)
+                named.setdefault(actor, []).append(name)
+            pipe = client.pipeline(transaction=False)
+            for actor, names in named.items():
+                pipe.hmget(self.keys.reminders(actor), [name.encode() for name in names])
+            values: list[list[bytes | None]] = await pipe.execute() if named else []
+            found = [
+                _reminder(actor, name, value)
+                for (actor, names), group in zip(named.items(), values, strict=True)
+                for name, value in zip(names, group, strict=True)
+                if value is not None  # cancelled since the index was read
+            ]
+        # A reminder replaced since the index was read carries its new due time.
+        found = [r for r in found if r.due <= until]
+        found.sort(key=lambda r: (r.due, r.actor.partition, r.actor.type, r.actor.key, r.name))
+        return found
+
+    async def _earliest(
+        self, client: redis.asyncio.Redis, partitions: list[int], until: float, limit: int
+    ) -> list[_DueEntry]:
+        """The ``limit`` earliest index entries due by ``until``: ``EarliestDue`` rounds,
+        each one pipeline of ``ZRANGEBYSCORE ... LIMIT offset count``."""
+        merge: EarliestDue[bytes] = EarliestDue(partitions, limit)
+        max_score = score(until).decode()
+        while ranges := merge.ranges():
+            pipe = client.pipeline(transaction=False)
+            for p, offset, count in ranges:
+                pipe.zrangebyscore(
+                    self.keys.reminder_index(p),
+                    "-inf",
+                    max_score,
+                    start=offset,
+                    num=count,
+                    withscores=True,
+                )
+            replies: list[list[tuple[bytes, float]]] = await pipe.execute()
+            merge.add([[(due, member) for member, due in rows] for rows in replies])
+        return merge.earliest
+
     async def _steps(self, actor: ActorKey, what: str) -> dict[str, list[bytes]]:
         """Every invocation's steps from index 0 up to the first gap; those without 0 left out.
 
@@ -377,3 +521,17 @@ def _bytes(value: object) -> bytes:
 
 def _fence_args(fence: Fence) -> list[str]:
     return [fence.silo, str(fence.epoch)]
+
+
+def _reminder_args(reminder: Reminder) -> tuple[bytes, bytes]:
+    """The due score and the stored value of a (validated) reminder."""
+    value = encode_reminder_value(reminder.due, reminder.period, bytes(reminder.data))
+    return score(reminder.due), value
+
+
+def _reminder(actor: ActorKey, name: str, value: bytes) -> Reminder:
+    try:
+        due, period, data = decode_reminder_value(value)
+    except ValueError as exc:
+        raise StorageError(f"reminder {name!r} of {actor}: {exc}") from exc
+    return Reminder(actor, name, due, period, data)

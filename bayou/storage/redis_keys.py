@@ -13,9 +13,14 @@ Layout (``c`` = cluster name, ``p`` = partition number, ``A`` = an encoded actor
     bayou:{c:p}:in:A        hash    inbox messages: message id -> payload
     bayou:{c:p}:iq:A        zset    inbox order: message id scored by arrival (1, 2, ...)
     bayou:{c:p}:st:A        hash    pending steps: step field (below) -> step result
+    bayou:{c:p}:rd          zset    the partition's reminder index: reminder member (below)
+                                    scored by its due time (epoch seconds, a double)
+    bayou:{c:p}:rm:A        hash    the actor's reminders: UTF-8 name -> reminder value (below)
 
 No key has a TTL: everything here is durable state, removed only by the operations that
-own it (a commit's ack and clear_steps, a snapshot's trim).
+own it (a commit's ack and clear_steps, a snapshot's trim, a reminder's cancel). Redis
+drops a hash or sorted set when its last field or member goes, so an actor without
+reminders and a partition without reminders leave no ``rm``/``rd`` key behind.
 
 Every key of one partition carries the hash tag ``{c:p}``, so all keys an operation
 touches hash to one slot: one Lua script can check the fence and write atomically, and the
@@ -30,6 +35,17 @@ where the type ends, and the key runs to the end. The same bytes name an actor i
 
 **Step field** = ``<n>:<invocation>:<index>`` where ``n`` is the byte length of the UTF-8
 invocation id; ``<n>:<invocation>:`` is thus a prefix no other invocation's fields share.
+
+**Reminder member** (of ``rd``) = the type, the key and the name, each UTF-8 with every
+zero byte escaped as the bytes ``00 ff`` and closed by the bytes ``00 01``. Redis orders
+members of equal score by their bytes, and this encoding keeps that order equal to
+ordering ``(type, key, name)`` as Python compares strings, so reminders due at the same
+instant come in the same order from every backend. ``rm:A`` and ``rd`` always change
+together (in one script), so a reminder in one is in the other with the same due time.
+
+**Reminder value** (in ``rm:A``) = ``<due>:<period>:<data>``: ``due`` and ``period`` as
+``repr(float)`` (shortest text that reads back as the same double; ``period`` empty for a
+one-shot reminder), then the opaque data bytes to the end.
 
 **Membership** keys carry the cluster's own tag, apart from any partition (``bayou.
 placement.redis_membership`` uses them)::
@@ -107,6 +123,59 @@ def _split_name(data: bytes) -> tuple[str, bytes]:
     return rest[:n].decode(), rest[n:]
 
 
+def reminder_member(actor: ActorKey, name: str) -> bytes:
+    """The reminder's member of its partition's ``rd`` index: ordered like (type, key, name)."""
+    return b"".join(_ordered(part) for part in (actor.type, actor.key, name))
+
+
+def _ordered(text: str) -> bytes:
+    # \x00\xff sorts above \x00\x01, so a string sorts below every longer one it starts.
+    return text.encode().replace(b"\x00", b"\x00\xff") + b"\x00\x01"
+
+
+def decode_reminder_member(member: bytes, partition: int) -> tuple[ActorKey, str]:
+    """``(actor, name)`` of a reminder member; raises ValueError on bytes it did not produce."""
+    parts: list[str] = []
+    part = bytearray()
+    at = 0
+    while at < len(member):
+        zero = member.find(b"\x00", at)
+        if zero < 0 or zero + 1 == len(member):
+            raise ValueError(f"not a reminder member: {member!r}")
+        part += member[at:zero]
+        marker = member[zero + 1]
+        if marker == 0xFF:
+            part.append(0)
+        elif marker == 0x01:
+            parts.append(part.decode())
+            part = bytearray()
+        else:
+            raise ValueError(f"not a reminder member: {member!r}")
+        at = zero + 2
+    if part or len(parts) != 3:
+        raise ValueError(f"not a reminder member: {member!r}")
+    return ActorKey(parts[0], parts[1], partition), parts[2]
+
+
+def score(value: float) -> bytes:
+    """A finite float as text Redis reads back as the very same double (a zset score)."""
+    return repr(float(value)).encode()
+
+
+def encode_reminder_value(due: float, period: float | None, data: bytes) -> bytes:
+    """``<due>:<period>:<data>``, ``period`` empty for a one-shot reminder."""
+    return b"%s:%s:%s" % (score(due), b"" if period is None else score(period), data)
+
+
+def decode_reminder_value(value: bytes) -> tuple[float, float | None, bytes]:
+    """``(due, period, data)`` of a reminder value; raises ValueError on anything else."""
+    due, _, rest = value.partition(b":")
+    period, colon, data = rest.partition(b":")
+    if not colon:
+        raise ValueError(f"not a reminder value: {value[:80]!r}")
+    return float(due), None if not period else float(period), data
+
+
 def journal_id(seq: int) -> bytes:
     """The stream entry id of journal record ``seq`` (the commit script builds the same).
 
@@ -138,6 +207,8 @@ class ActorKeys:
     inbox: bytes
     inbox_order: bytes
     steps: bytes
+    reminders: bytes
+    reminder_index: bytes
     member: bytes  # the actor as stored in ``inboxes``
 
     def all(self) -> tuple[bytes, ...]:
@@ -152,6 +223,8 @@ class ActorKeys:
             self.inbox_order,
             self.steps,
             self.journal_scratch,
+            self.reminders,
+            self.reminder_index,
         )
 
 
@@ -178,6 +251,10 @@ class KeySpace:
     def inboxes(self, partition: int) -> bytes:
         """Set of encoded actors with waiting messages; no TTL, emptied by acks."""
         return self._partition_key(partition, b"inboxes")
+
+    def reminder_index(self, partition: int) -> bytes:
+        """Sorted set of reminder members scored by due time; no TTL, emptied by cancels."""
+        return self._partition_key(partition, b"rd")
 
     def _actor_key(self, actor: ActorKey, kind: bytes) -> bytes:
         return b"%s:%s" % (self._partition_key(actor.partition, kind), encode_actor(actor))
@@ -211,6 +288,10 @@ class KeySpace:
         """Hash step field -> result; no TTL, cleared by the invocation's commit."""
         return self._actor_key(actor, b"st")
 
+    def reminders(self, actor: ActorKey) -> bytes:
+        """Hash reminder name -> reminder value; no TTL, emptied by cancels."""
+        return self._actor_key(actor, b"rm")
+
     def actor(self, actor: ActorKey) -> ActorKeys:
         return ActorKeys(
             own=self.owner(actor.partition),
@@ -222,6 +303,8 @@ class KeySpace:
             inbox=self.inbox(actor),
             inbox_order=self.inbox_order(actor),
             steps=self.steps(actor),
+            reminders=self.reminders(actor),
+            reminder_index=self.reminder_index(actor.partition),
             member=encode_actor(actor),
         )
 

@@ -87,10 +87,12 @@ return 1
     ).encode(),
 )
 
-# KEYS: own, inboxes, journal, snapshot, kv, inbox, inbox_order, steps, journal_scratch
-# (ActorKeys.all()).
+# KEYS: own, inboxes, journal, snapshot, kv, inbox, inbox_order, steps, journal_scratch,
+# reminders, reminder_index (ActorKeys.all()).
 # ARGV: silo, epoch, seq, data, member, has_ack, ack, has_clear, step_prefix,
-#       n_set, (kv key, value) * n_set, n_del, kv key * n_del.
+#       n_set, (kv key, value) * n_set, n_del, kv key * n_del,
+#       n_remind, (name, reminder member, due score, reminder value) * n_remind,
+#       n_cancel, (name, reminder member) * n_cancel.
 COMMIT = LuaScript(
     "commit",
     (
@@ -139,6 +141,23 @@ i = i + 1
 stop = i + n_del - 1
 for first = i, stop, chunk do
   redis.call('HDEL', KEYS[5], unpack(ARGV, first, math.min(first + chunk - 1, stop)))
+end
+i = stop + 1
+
+-- Reminders: a definition and its index entry change together; ZADD moves a replaced one.
+local n_remind = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_remind do
+  redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 3])
+  redis.call('ZADD', KEYS[11], ARGV[i + 2], ARGV[i + 1])
+  i = i + 4
+end
+local n_cancel = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_cancel do
+  redis.call('HDEL', KEYS[10], ARGV[i])
+  redis.call('ZREM', KEYS[11], ARGV[i + 1])
+  i = i + 2
 end
 
 if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], ARGV[7]) == 1 then
@@ -213,7 +232,48 @@ return {0}
     ).encode(),
 )
 
-SCRIPTS: tuple[LuaScript, ...] = (CLAIM, RELEASE, COMMIT, WRITE_SNAPSHOT, INBOX_PUT, STEP_PUT)
+# KEYS: own, reminders, reminder_index. ARGV: silo, epoch, name, reminder member,
+# due score, reminder value. Creates or replaces; ZADD moves the index entry of a replaced one.
+REMINDER_SET = LuaScript(
+    "reminder_set",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+return {0}
+"""
+    ).encode(),
+)
+
+# KEYS: own, reminders, reminder_index. ARGV: silo, epoch, name, reminder member.
+# Returns {0, 1} if the reminder existed, {0, 0} if not.
+REMINDER_CANCEL = LuaScript(
+    "reminder_cancel",
+    (
+        _FENCE
+        + """
+local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+if err then return err end
+local existed = redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[4])
+return {0, existed}
+"""
+    ).encode(),
+)
+
+SCRIPTS: tuple[LuaScript, ...] = (
+    CLAIM,
+    RELEASE,
+    COMMIT,
+    WRITE_SNAPSHOT,
+    INBOX_PUT,
+    STEP_PUT,
+    REMINDER_SET,
+    REMINDER_CANCEL,
+)
 
 
 # -- running -------------------------------------------------------------------------------

@@ -27,9 +27,11 @@ from bayou.storage.contract import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
     Storage,
 )
+from bayou.storage.memory import check_reminder, check_until
 
 T = TypeVar("T")
 
@@ -39,6 +41,10 @@ class SqliteStorage(Storage):
 
     ``open()`` creates the parent directories, takes the lock and creates the schema; it
     raises ``StorageError`` if another store holds the file.
+
+    Reminders follow the shared rules in ``bayou.storage.memory`` (identity includes the
+    partition, ValueError for a non-finite due or a period that is not above zero, ties
+    by partition, type, key and name). Due times are 8-byte REALs: exact round trips.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -205,3 +211,25 @@ class SqliteStorage(Storage):
 
     async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:
         return await self._run(partial(ops.steps_pending, actor=actor))
+
+    # -- reminders -------------------------------------------------------------------------
+
+    async def reminder_set(self, fence: Fence, reminder: Reminder) -> None:
+        check_reminder(reminder)
+        await self._run(partial(ops.reminder_set, fence=fence, reminder=reminder))
+
+    async def reminder_cancel(self, fence: Fence, actor: ActorKey, name: str) -> bool:
+        return await self._run(partial(ops.reminder_cancel, fence=fence, actor=actor, name=name))
+
+    async def reminders_of(self, actor: ActorKey) -> list[Reminder]:
+        return await self._run(partial(ops.reminders_of, actor=actor))
+
+    async def reminders_due(
+        self, partitions: Collection[int], until: float, limit: int = 1000
+    ) -> list[Reminder]:
+        check_until(until)
+        if not partitions or limit <= 0:
+            return []
+        return await self._run(
+            partial(ops.reminders_due, partitions=list(partitions), until=until, limit=limit)
+        )

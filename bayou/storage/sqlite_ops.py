@@ -2,6 +2,11 @@
 
 Only ``SqliteStorage``'s worker thread calls these. Each write runs in its own
 ``BEGIN IMMEDIATE`` transaction, so its fence check and its writes are atomic together.
+
+Reminders live in one table keyed by ``(partition, type, key, name)`` with an index on
+``(partition, due, type, key, name)``: ``reminders_due`` reads short ranges of that index
+per requested partition and merges them (``EarliestDue``), so it reads about ``limit``
+entries plus a few per partition however many reminders are registered or due.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from bayou.storage.contract import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
 )
+from bayou.storage.memory import EarliestDue, commit_reminder_error
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+# 2: the reminders table. A file of version 1 gains it on open; an older bayou refuses
+# a file of version 2 rather than ignore its reminders.
+SCHEMA_VERSION = 2
 
 # Only ownership is WITHOUT ROWID: sqlite advises against it for tables whose rows carry
 # large blobs (journal records, snapshots, kv values, steps and messages can be megabytes).
@@ -56,6 +65,12 @@ CREATE TABLE IF NOT EXISTS steps (
     type TEXT NOT NULL, key TEXT NOT NULL, inv TEXT NOT NULL, idx INTEGER NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY (type, key, inv, idx)
 );
+CREATE TABLE IF NOT EXISTS reminders (
+    partition INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL,
+    due REAL NOT NULL, period REAL, data BLOB NOT NULL,
+    PRIMARY KEY (partition, type, key, name)
+);
+CREATE INDEX IF NOT EXISTS reminders_by_due ON reminders (partition, due, type, key, name);
 """
 
 # Bound parameters per IN (...) list, well under sqlite's historical limit of 999.
@@ -191,6 +206,9 @@ def commit(conn: sqlite3.Connection, batch: Sequence[Commit]) -> list[BaseExcept
 def _apply(conn: sqlite3.Connection, commit: Commit) -> BaseException | None:
     """Write one commit inside the caller's savepoint; a non-None result means roll it back."""
     actor, seq = commit.actor, commit.record.seq
+    malformed = commit_reminder_error(commit)
+    if malformed is not None:
+        return malformed
     fenced = _fence_error(conn, actor, commit.fence)
     if fenced is not None:
         return fenced
@@ -224,6 +242,11 @@ def _apply(conn: sqlite3.Connection, commit: Commit) -> BaseException | None:
         conn.execute(
             "DELETE FROM steps WHERE type = ? AND key = ? AND inv = ?", (*ident, commit.clear_steps)
         )
+    for name, reminder in commit.reminders.items():
+        if reminder is None:
+            _delete_reminder(conn, actor, name)
+        else:
+            _put_reminder(conn, reminder)
     return None
 
 
@@ -355,6 +378,91 @@ def steps_pending(conn: sqlite3.Connection, actor: ActorKey) -> dict[str, list[b
         if steps:
             pending[inv] = steps
     return pending
+
+
+# -- reminders -----------------------------------------------------------------------------
+
+
+def _put_reminder(conn: sqlite3.Connection, reminder: Reminder) -> None:
+    actor = reminder.actor
+    conn.execute(
+        "INSERT OR REPLACE INTO reminders (partition, type, key, name, due, period, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            actor.partition,
+            actor.type,
+            actor.key,
+            reminder.name,
+            float(reminder.due),
+            None if reminder.period is None else float(reminder.period),
+            bytes(reminder.data),
+        ),
+    )
+
+
+def _delete_reminder(conn: sqlite3.Connection, actor: ActorKey, name: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM reminders WHERE partition = ? AND type = ? AND key = ? AND name = ?",
+        (actor.partition, actor.type, actor.key, name),
+    )
+    return cursor.rowcount == 1
+
+
+def reminder_set(conn: sqlite3.Connection, fence: Fence, reminder: Reminder) -> None:
+    with _transaction(conn):
+        _check_fence(conn, reminder.actor, fence)
+        _put_reminder(conn, reminder)
+
+
+def reminder_cancel(conn: sqlite3.Connection, fence: Fence, actor: ActorKey, name: str) -> bool:
+    with _transaction(conn):
+        _check_fence(conn, actor, fence)
+        return _delete_reminder(conn, actor, name)
+
+
+def reminders_of(conn: sqlite3.Connection, actor: ActorKey) -> list[Reminder]:
+    rows = conn.execute(
+        "SELECT name, due, period, data FROM reminders "
+        "WHERE partition = ? AND type = ? AND key = ? ORDER BY name",
+        (actor.partition, actor.type, actor.key),
+    )
+    return [Reminder(actor, name, due, period, data) for name, due, period, data in rows]
+
+
+# One partition's due entries in index order, read from the index alone (it holds every
+# column asked for): a range of reminders_by_due, no table lookups, no sort.
+DUE_RANGE = (
+    "SELECT due, type, key, name FROM reminders INDEXED BY reminders_by_due "
+    "WHERE partition = ? AND due <= ? ORDER BY due, type, key, name LIMIT ? OFFSET ?"
+)
+_DUE_ROW = (
+    "SELECT period, data FROM reminders WHERE partition = ? AND type = ? AND key = ? AND name = ?"
+)
+
+
+def reminders_due(
+    conn: sqlite3.Connection, partitions: Collection[int], until: float, limit: int
+) -> list[Reminder]:
+    """Merge index ranges of each partition, then read the chosen rows: one read
+    transaction, so every round sees the same state.
+
+    The range query reads only the index (it holds every column it needs) and is one cached
+    statement run again and again, which costs a few microseconds a partition.
+    """
+    merge: EarliestDue[tuple[str, str, str]] = EarliestDue(sorted(set(partitions)), limit)
+    with _transaction(conn, "DEFERRED"):
+        while wanted := merge.ranges():
+            merge.add(
+                [
+                    [(due, (t, k, n)) for due, t, k, n in conn.execute(DUE_RANGE, (p, until, c, o))]
+                    for p, o, c in wanted
+                ]
+            )
+        found: list[Reminder] = []
+        for due, partition, (type_name, key, name) in merge.earliest:
+            period, data = conn.execute(_DUE_ROW, (partition, type_name, key, name)).fetchone()
+            found.append(Reminder(ActorKey(type_name, key, partition), name, due, period, data))
+    return found
 
 
 def _contiguous(rows: Iterable[tuple[int, bytes]]) -> list[bytes]:

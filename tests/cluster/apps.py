@@ -9,6 +9,7 @@ from samples.chat import Chat
 from samples.counter import Counter, CounterState
 from samples.loyalty import Loyalty
 from tests.cluster.witness import Witness
+from tests.unit.pattern_actors import Alarm, Publisher, RingNode, Sink, Source
 
 
 @actor("probe")
@@ -24,6 +25,6 @@ class Probe(Actor[CounterState]):
 
 
 app = App(
-    [Counter, Loyalty, Chat, Probe, Witness],
+    [Counter, Loyalty, Chat, Probe, Witness, Alarm, Publisher, RingNode, Sink, Source],
     SiloSettings(snapshot_every=25, max_body_bytes=64 * 1024, call_timeout=10),
 )

@@ -5,7 +5,11 @@ A subclass provides an async ``storage`` fixture yielding an opened, empty store
 
 from __future__ import annotations
 
+import math
 import os
+import random
+import time
+from collections.abc import Collection
 
 import pytest
 
@@ -17,6 +21,7 @@ from bayou.storage import (
     InboxMessage,
     JournalRecord,
     Ownership,
+    Reminder,
     Snapshot,
     Storage,
 )
@@ -43,6 +48,84 @@ async def commit_one(storage: Storage, commit: Commit) -> None:
 
 async def seqs(storage: Storage, actor: ActorKey, after: int = 0) -> list[int]:
     return [r.seq for r in await storage.read_journal(actor, after)]
+
+
+def rem(
+    actor: ActorKey = A,
+    name: str = "r",
+    due: float = 100.0,
+    period: float | None = None,
+    data: bytes = b"",
+) -> Reminder:
+    return Reminder(actor, name, due, period, data)
+
+
+def due_order(reminder: Reminder) -> tuple[float, int, str, str, str]:
+    """How ``reminders_due`` orders: by due time, ties by partition, type, key and name."""
+    actor = reminder.actor
+    return (reminder.due, actor.partition, actor.type, actor.key, reminder.name)
+
+
+def expected_due(
+    reminders: Collection[Reminder], partitions: Collection[int], until: float, limit: int
+) -> list[Reminder]:
+    wanted = set(partitions)
+    chosen = [r for r in reminders if r.actor.partition in wanted and r.due <= until]
+    return sorted(chosen, key=due_order)[:limit]
+
+
+async def fill_reminders(
+    storage: Storage, count: int, partitions: int = 1024, per_actor: int = 10, batch: int = 1000
+) -> list[Reminder]:
+    """Register ``count`` reminders, ``per_actor`` to an actor, over ``partitions``
+    partitions, by commits of ``batch`` actors each. Due times are milliseconds apart over
+    a day (so some tie); every other reminder is periodic."""
+    rng = random.Random(count)
+    fences = [await take(storage, partition=p) for p in range(partitions)]
+    everything: list[Reminder] = []
+    commits: list[Commit] = []
+    for n in range(count // per_actor):
+        actor = ActorKey("scale", f"k{n}", rng.randrange(partitions))
+        reminders: dict[str, Reminder | None] = {}
+        for j in range(per_actor):
+            due = 1_700_000_000 + rng.randrange(86_400_000) / 1000
+            reminder = rem(actor, f"r{j}", due, None if j % 2 else 60.0, b"%d" % n)
+            reminders[reminder.name] = reminder
+            everything.append(reminder)
+        commits.append(Commit(actor, fences[actor.partition], rec(1), reminders=reminders))
+        if len(commits) == batch or n == count // per_actor - 1:
+            assert await storage.commit(commits) == [None] * len(commits)
+            commits = []
+    return everything
+
+
+async def check_reminders_due_at_scale(storage: Storage, everything: list[Reminder]) -> None:
+    """``reminders_due`` against a plain sort of ``everything``; prints each call's time."""
+    ordered = sorted(everything, key=due_order)
+    partitions = range(1024)
+    cases: list[tuple[str, Collection[int], float, int]] = [
+        ("all due, limit 1000", partitions, math.inf, 1000),
+        ("10 due", partitions, ordered[9].due, 1000),
+        ("5000 due, limit 1000", partitions, ordered[4999].due, 1000),
+        ("none due", partitions, ordered[0].due - 1, 1000),
+        ("every 3rd partition", range(0, 1024, 3), math.inf, 1000),
+        ("one partition", [ordered[0].actor.partition], math.inf, 1000),
+        ("all due, limit 10", partitions, math.inf, 10),
+    ]
+    for label, wanted, until, limit in cases:
+        started = time.perf_counter()
+        got = await storage.reminders_due(wanted, until, limit)
+        elapsed = time.perf_counter() - started
+        print(f"{type(storage).__name__} reminders_due ({label}): {elapsed * 1000:.1f} ms")
+        assert got == expected_due(everything, wanted, until, limit), label
+
+    # Moving the earliest reminder to the end moves its index entry too.
+    first = ordered[0]
+    moved = rem(first.actor, first.name, ordered[-1].due + 1, first.period, first.data)
+    fence = Fence(first.actor.partition, "s1", 1)
+    await storage.reminder_set(fence, moved)
+    assert await storage.reminders_due(partitions, math.inf, 5) == ordered[1:6]
+    assert moved in await storage.reminders_of(first.actor)
 
 
 class StorageConformance:
@@ -138,11 +221,14 @@ class StorageConformance:
         assert await seqs(storage, A) == [4]
 
     async def _pending_work(self, storage: Storage) -> Fence:
-        """A with record 1, kv x=1, a waiting message m1 and a step of invocation inv."""
+        """A with record 1, kv x=1, a waiting message m1, a step of invocation inv and the
+        reminders r1 (due 10) and r2 (due 20)."""
         fence = await take(storage)
         await commit_one(storage, Commit(A, fence, rec(1), kv_writes={"x": b"1"}))
         assert await storage.inbox_put(A, fence, InboxMessage("m1", b"hello"))
         await storage.step_put(A, fence, "inv", 0, b"step0")
+        await storage.reminder_set(fence, rem(A, "r1", 10.0, data=b"one"))
+        await storage.reminder_set(fence, rem(A, "r2", 20.0, period=5.0))
         return fence
 
     async def _assert_untouched(self, storage: Storage) -> None:
@@ -150,10 +236,25 @@ class StorageConformance:
         assert await storage.kv_get(A, ["x", "y"]) == {"x": b"1"}
         assert await storage.inbox_read(A) == [InboxMessage("m1", b"hello")]
         assert await storage.steps_read(A, "inv") == [b"step0"]
+        untouched = [rem(A, "r1", 10.0, data=b"one"), rem(A, "r2", 20.0, period=5.0)]
+        assert await storage.reminders_of(A) == untouched
+        assert await storage.reminders_due([0], 1e12) == untouched
+        assert await storage.reminders_due([0], 15.0) == untouched[:1]
 
     def _doomed(self, fence: Fence) -> Commit:
+        """Changes everything ``_pending_work`` left: cancels r1, moves r2, adds r3."""
         return Commit(
-            A, fence, rec(2), kv_writes={"x": None, "y": b"2"}, inbox_ack="m1", clear_steps="inv"
+            A,
+            fence,
+            rec(2),
+            kv_writes={"x": None, "y": b"2"},
+            inbox_ack="m1",
+            clear_steps="inv",
+            reminders={
+                "r1": None,
+                "r2": rem(A, "r2", 5.0, data=b"moved"),
+                "r3": rem(A, "r3", 1.0, period=60.0, data=b"new"),
+            },
         )
 
     async def test_commit_with_stale_epoch_is_fenced(self, storage: Storage) -> None:
@@ -197,6 +298,10 @@ class StorageConformance:
         assert await storage.inbox_read(A) == [InboxMessage("m2", b"second")]
         assert await storage.steps_read(A, "inv") == []
         assert await storage.steps_read(A, "other") == [b"kept"]
+        applied = [rem(A, "r2", 5.0, data=b"moved"), rem(A, "r3", 1.0, period=60.0, data=b"new")]
+        assert await storage.reminders_of(A) == applied
+        assert await storage.reminders_due([0], 1e12) == applied[::-1]
+        assert await storage.reminders_due([0], 4.0) == applied[1:]
 
     # -- kv --------------------------------------------------------------------------------
 
@@ -353,6 +458,319 @@ class StorageConformance:
             await storage.write_snapshot(A, old, Snapshot(2, b"stale"))
         assert await storage.read_snapshot(A) is None
         assert await seqs(storage, A) == [1, 2]
+
+    # -- reminders -------------------------------------------------------------------------
+
+    async def test_reminder_set_list_replace_cancel(self, storage: Storage) -> None:
+        fence = await take(storage)
+        assert await storage.reminders_of(A) == []
+        await storage.reminder_set(fence, rem(A, "b", 20.0, data=b"B"))
+        await storage.reminder_set(fence, rem(A, "a", 30.0, period=5.0, data=b"A"))
+        await storage.reminder_set(fence, rem(B, "a", 10.0))
+        a, b = rem(A, "a", 30.0, period=5.0, data=b"A"), rem(A, "b", 20.0, data=b"B")
+        assert await storage.reminders_of(A) == [a, b]  # by name
+        assert await storage.reminders_of(B) == [rem(B, "a", 10.0)]
+        assert await storage.reminders_due([0], 100.0) == [rem(B, "a", 10.0), b, a]
+
+        # Replacing changes every field and moves the index entry: nothing stale is left.
+        b2 = rem(A, "b", 40.0, period=1.5, data=b"B2")
+        await storage.reminder_set(fence, b2)
+        assert await storage.reminders_of(A) == [a, b2]
+        assert await storage.reminders_due([0], 25.0) == [rem(B, "a", 10.0)]
+        assert await storage.reminders_due([0], 40.0) == [rem(B, "a", 10.0), a, b2]
+        b3 = rem(A, "b", 1.0)  # earlier this time
+        await storage.reminder_set(fence, b3)
+        assert await storage.reminders_due([0], 5.0) == [b3]
+
+        assert await storage.reminder_cancel(fence, A, "b") is True
+        assert await storage.reminder_cancel(fence, A, "b") is False
+        assert await storage.reminder_cancel(fence, A, "never") is False
+        assert await storage.reminders_of(A) == [a]
+        assert await storage.reminders_due([0], 1e12) == [rem(B, "a", 10.0), a]
+        assert await storage.reminder_cancel(fence, A, "a") is True
+        assert await storage.reminder_cancel(fence, B, "a") is True
+        assert await storage.reminders_of(A) == []
+        assert await storage.reminders_due([0], math.inf) == []
+
+    async def test_reminders_of_is_per_actor(self, storage: Storage) -> None:
+        f0, f1 = await take(storage), await take(storage, partition=1)
+        await storage.reminder_set(f0, rem(A, "x", 1.0))
+        await storage.reminder_set(f0, rem(B, "x", 2.0))
+        await storage.reminder_set(f1, rem(C1, "x", 3.0))
+        assert await storage.reminders_of(A) == [rem(A, "x", 1.0)]
+        assert await storage.reminders_of(B) == [rem(B, "x", 2.0)]
+        assert await storage.reminders_of(C1) == [rem(C1, "x", 3.0)]
+        assert await storage.reminders_of(ActorKey("counter", "nobody", 0)) == []
+        # A commit touches only its own actor's reminders, even under the same name.
+        await commit_one(storage, Commit(A, f0, rec(1), reminders={"x": None}))
+        assert await storage.reminders_of(A) == []
+        assert await storage.reminders_of(B) == [rem(B, "x", 2.0)]
+
+    async def test_reminder_writes_are_fenced(self, storage: Storage) -> None:
+        fence = await take(storage)
+        keep = rem(A, "keep", 10.0, data=b"k")
+        await storage.reminder_set(fence, keep)
+        elsewhere = await take(storage, partition=5)
+
+        async def refused(bad: Fence) -> None:
+            with pytest.raises(FencedWrite):
+                await storage.reminder_set(bad, rem(A, "new", 1.0))
+            with pytest.raises(FencedWrite):
+                await storage.reminder_set(bad, rem(A, "keep", 99.0))
+            with pytest.raises(FencedWrite):
+                await storage.reminder_cancel(bad, A, "keep")
+            with pytest.raises(FencedWrite):
+                await storage.reminder_cancel(bad, A, "never")
+            assert await storage.reminders_of(A) == [keep]
+            assert await storage.reminders_due([0, 5], math.inf) == [keep]
+
+        await refused(Fence(0, "s2", fence.epoch))  # wrong silo
+        await refused(Fence(0, "s1", fence.epoch + 1))  # wrong epoch
+        await refused(elsewhere)  # a fence of another partition
+        assert await storage.claim(0, "s2", dead=["s1"]) == fence.epoch + 1
+        await refused(fence)  # stale: taken over
+        assert await storage.release(Fence(0, "s2", fence.epoch + 1))
+        await refused(Fence(0, "s2", fence.epoch + 1))  # released
+
+    async def test_reminders_commit_with_their_record(self, storage: Storage) -> None:
+        fence = await take(storage)
+        await storage.reminder_set(fence, rem(A, "old", 5.0))
+        await storage.reminder_set(fence, rem(A, "moved", 6.0))
+        reminders: dict[str, Reminder | None] = {
+            "new": rem(A, "new", 7.0, period=60.0, data=b"n"),
+            "moved": rem(A, "moved", 8.0),
+            "old": None,
+            "absent": None,  # cancelling what does not exist is no error
+        }
+        await commit_one(
+            storage, Commit(A, fence, rec(1), kv_writes={"x": b"1"}, reminders=reminders)
+        )
+        assert await seqs(storage, A) == [1]
+        assert await storage.kv_get(A, ["x"]) == {"x": b"1"}
+        new, moved = rem(A, "new", 7.0, period=60.0, data=b"n"), rem(A, "moved", 8.0)
+        assert await storage.reminders_of(A) == [moved, new]
+        assert await storage.reminders_due([0], 6.5) == []
+        assert await storage.reminders_due([0], 100.0) == [new, moved]
+        # A commit with only reminders to cancel empties the actor's reminders.
+        await commit_one(storage, Commit(A, fence, rec(2), reminders={"new": None, "moved": None}))
+        assert await storage.reminders_of(A) == []
+        assert await storage.reminders_due([0], 100.0) == []
+
+    async def test_rejected_commit_applies_no_reminders(self, storage: Storage) -> None:
+        fence = await self._pending_work(storage)
+        results = await storage.commit(
+            [
+                Commit(A, fence, rec(1, b"again"), reminders={"r1": None, "n": rem(A, "n")}),
+                Commit(B, fence, rec(1), reminders={"b": rem(B, "b", 2.0)}),
+                Commit(A, fence, rec(2), reminders={"r2": None}),
+                Commit(A, fence, rec(2), reminders={"r1": None, "m": rem(A, "m", 3.0)}),
+            ]
+        )
+        assert results[1] is None and results[2] is None
+        for bad in (results[0], results[3]):
+            assert isinstance(bad, StorageError) and not isinstance(bad, FencedWrite)
+        one = rem(A, "r1", 10.0, data=b"one")
+        assert await storage.reminders_of(A) == [one]
+        assert await storage.reminders_due([0], 1e12) == [rem(B, "b", 2.0), one]
+
+        assert await storage.claim(0, "s2", dead=["s1"]) == fence.epoch + 1
+        [fenced] = await storage.commit([Commit(A, fence, rec(3), reminders={"r1": None})])
+        assert isinstance(fenced, FencedWrite)
+        assert await storage.reminders_of(A) == [one]
+        assert await seqs(storage, A) == [1, 2]
+
+    @pytest.mark.parametrize(
+        "reminders",
+        [
+            {"x": rem(B, "x")},  # another actor's
+            {"x": rem(ActorKey("counter", "a", 1), "x")},  # the actor in another partition
+            {"x": rem(A, "y")},  # filed under another name
+            {"x": rem(A, "x", due=math.nan)},
+            {"x": rem(A, "x", due=math.inf)},
+            {"x": rem(A, "x", period=0.0)},
+            {"x": rem(A, "x", period=-1.0)},
+            {"x": rem(A, "x", period=math.inf)},
+        ],
+        ids=["actor", "partition", "name", "due-nan", "due-inf", "period-0", "period<0", "inf"],
+    )
+    async def test_malformed_commit_reminders_apply_nothing(
+        self, storage: Storage, reminders: dict[str, Reminder | None]
+    ) -> None:
+        fence = await take(storage)
+        batch = [
+            Commit(A, fence, rec(1), kv_writes={"k": b"v"}, reminders={"ok": rem(), **reminders}),
+            Commit(B, fence, rec(1), reminders={"b": rem(B, "b")}),
+        ]
+        results = await storage.commit(batch)
+        assert isinstance(results[0], StorageError) and not isinstance(results[0], FencedWrite)
+        assert results[1] is None
+        assert await seqs(storage, A) == []
+        assert await storage.kv_get(A, ["k"]) == {}
+        assert await storage.reminders_of(A) == []
+        assert await storage.reminders_due([0, 1], math.inf) == [rem(B, "b")]
+
+    async def test_invalid_reminder_arguments_are_refused(self, storage: Storage) -> None:
+        fence = await take(storage)
+        for bad in (
+            rem(due=math.nan),
+            rem(due=math.inf),
+            rem(due=-math.inf),
+            rem(period=0.0),
+            rem(period=-2.0),
+            rem(period=math.nan),
+        ):
+            with pytest.raises(ValueError):
+                await storage.reminder_set(fence, bad)
+        assert await storage.reminders_of(A) == []
+        with pytest.raises(ValueError):
+            await storage.reminders_due([0], math.nan)
+        await storage.reminder_set(fence, rem(due=-5.0))  # any finite time is fine
+        assert await storage.reminders_due([0], 0.0, limit=0) == []
+        assert await storage.reminders_due([0], 0.0, limit=-1) == []
+        assert await storage.reminders_due([0], -math.inf) == []
+        assert await storage.reminders_due([0], math.inf) == [rem(due=-5.0)]
+
+    async def test_reminders_due_orders_and_bounds_across_partitions(
+        self, storage: Storage
+    ) -> None:
+        parts = [0, 1, 7, 512, 1023]
+        fences = {p: await take(storage, partition=p) for p in parts}
+        everything: list[Reminder] = []
+        rng = random.Random(7)
+        # Partition 0 holds most of the earliest (a merge must go back to it for more);
+        # due times repeat, within a partition and across partitions, to pin the tie order.
+        for i in range(120):
+            p = 0 if i < 60 else parts[i % len(parts)]
+            due = float(rng.randrange(0, 30) if p == 0 else rng.randrange(0, 100))
+            actor = ActorKey("t" if i % 3 else "u", f"k{i % 4}", p)
+            everything.append(rem(actor, f"n{i}", due, data=b"%d" % i))
+        for reminder in everything:
+            await storage.reminder_set(fences[reminder.actor.partition], reminder)
+
+        for until in (-1.0, 0.0, 5.0, 29.0, 29.5, 50.0, 99.0, math.inf):
+            for limit in (1, 2, 3, 5, 17, 59, 60, 61, 119, 120, 1000):
+                got = await storage.reminders_due(parts, until, limit)
+                assert got == expected_due(everything, parts, until, limit), (until, limit)
+        assert len(await storage.reminders_due(parts, math.inf)) == 120
+        # ``until`` is inclusive: exactly at a due time counts as due.
+        some = everything[70]
+        got = await storage.reminders_due(parts, some.due)
+        assert some in got and all(r.due <= some.due for r in got)
+        assert got == expected_due(everything, parts, some.due, 1000)
+
+    async def test_reminders_due_reads_only_the_requested_partitions(
+        self, storage: Storage
+    ) -> None:
+        every = []
+        for p in (0, 1, 2, 3):
+            fence = await take(storage, partition=p)
+            reminder = rem(ActorKey("t", "k", p), "r", float(10 - p))
+            await storage.reminder_set(fence, reminder)
+            every.append(reminder)
+        assert await storage.reminders_due({1, 3, 9}, math.inf) == [every[3], every[1]]
+        assert await storage.reminders_due([1, 1, 3], math.inf) == [every[3], every[1]]
+        assert await storage.reminders_due(range(2, 1024), math.inf) == [every[3], every[2]]
+        assert await storage.reminders_due([9], math.inf) == []
+        assert await storage.reminders_due([], math.inf) == []
+
+    async def test_reminder_due_times_round_trip_exactly(self, storage: Storage) -> None:
+        fence = await take(storage)
+        base = 1_712_345_678.0
+        dues = [
+            base + 0.001,
+            base + 0.002,
+            base + 0.0015,
+            base + 0.123456,  # microseconds
+            time.time(),
+            0.001,
+            0.0,
+            -5.25,
+            1e-9,
+            2.0**53,
+            4102444800.000001,  # 2100-01-01 plus a microsecond
+        ]
+        stored = [rem(A, f"d{i:02}", due) for i, due in enumerate(dues)]
+        for reminder in stored:
+            await storage.reminder_set(fence, reminder)
+        listed = await storage.reminders_of(A)
+        assert listed == stored
+        assert [r.due for r in listed] == dues and all(type(r.due) is float for r in listed)
+        assert await storage.reminders_due([0], math.inf) == sorted(stored, key=due_order)
+        # A millisecond apart is apart: until is inclusive and exact.
+        upto = [r.due for r in await storage.reminders_due([0], base + 0.001)]
+        assert upto[-1] == base + 0.001 and base + 0.0015 not in upto
+        upto = [r.due for r in await storage.reminders_due([0], base + 0.0015)]
+        assert upto[-2:] == [base + 0.001, base + 0.0015]
+
+    async def test_periodic_and_one_shot_round_trip(self, storage: Storage) -> None:
+        fence = await take(storage)
+        stored = [
+            rem(A, "daily", 50.0, period=86_400.0),
+            rem(A, "fast", 40.0, period=0.001),
+            rem(A, "odd", 30.0, period=1 / 3),
+            rem(A, "once", 20.0),
+        ]
+        for reminder in stored:
+            await storage.reminder_set(fence, reminder)
+        listed = await storage.reminders_of(A)
+        assert listed == stored
+        assert listed[3].period is None
+        assert all(type(r.period) is float for r in listed[:3])
+        assert await storage.reminders_due([0], 100.0) == stored[::-1]
+        # Periodic to one-shot and back, by replacing.
+        await storage.reminder_set(fence, rem(A, "daily", 50.0))
+        await commit_one(
+            storage, Commit(A, fence, rec(1), reminders={"once": rem(A, "once", 20.0, 7.0)})
+        )
+        listed = await storage.reminders_of(A)
+        assert listed[0] == rem(A, "daily", 50.0) and listed[0].period is None
+        assert listed[3] == rem(A, "once", 20.0, period=7.0)
+
+    @pytest.mark.parametrize(
+        "payload",
+        [b"", b":", bytes(range(256)), os.urandom(1 << 16)],
+        ids=["empty", "colon", "all-bytes", "64KB"],
+    )
+    async def test_reminder_data_round_trip(self, storage: Storage, payload: bytes) -> None:
+        actor = ActorKey("tÿpe/é:x", "kéy with spaces/ünicode:1:2", 0)
+        fence = await take(storage)
+        await storage.reminder_set(fence, rem(actor, "set", 1.0, period=2.5, data=payload))
+        await commit_one(
+            storage,
+            Commit(
+                actor, fence, rec(1), reminders={"commit": rem(actor, "commit", 2.0, data=payload)}
+            ),
+        )
+        for reminder in await storage.reminders_of(actor):
+            assert type(reminder.data) is bytes and reminder.data == payload
+        due = await storage.reminders_due([0], 10.0)
+        assert due == [
+            rem(actor, "set", 1.0, period=2.5, data=payload),
+            rem(actor, "commit", 2.0, data=payload),
+        ]
+        assert all(type(r.data) is bytes for r in due)
+
+    async def test_reminder_names_are_opaque_and_tie_in_name_order(self, storage: Storage) -> None:
+        fence = await take(storage)
+        names = ["", "a", "a\x00", "a\x00b", "a\x01", "a:b", "ab", "é", "\uffff", "😀", "b" * 300]
+        actors = [ActorKey("t", "k", 0), ActorKey("t", "k\x00", 0), ActorKey("t:k", "", 0)]
+        stored = [rem(actor, name, 5.0, data=name.encode()) for actor in actors for name in names]
+        for reminder in reversed(stored):
+            await storage.reminder_set(fence, reminder)
+        for actor in actors:
+            assert await storage.reminders_of(actor) == sorted(
+                (r for r in stored if r.actor == actor), key=lambda r: r.name
+            )
+        ordered = sorted(stored, key=due_order)
+        assert await storage.reminders_due([0], 5.0) == ordered
+        for limit in (1, 4, 12, 20):
+            assert await storage.reminders_due([0], 5.0, limit) == ordered[:limit]
+        assert await storage.reminder_cancel(fence, actors[1], "a\x00")
+        assert await storage.reminder_cancel(fence, actors[0], "")
+        left = [
+            r for r in ordered if (r.actor, r.name) not in {(actors[1], "a\x00"), (actors[0], "")}
+        ]
+        assert await storage.reminders_due([0], 5.0) == left
 
     # -- payloads --------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -28,14 +30,35 @@ from bayou.storage import (
     InboxMessage,
     Ownership,
     RedisStorage,
+    Reminder,
     Snapshot,
     Storage,
     open_storage,
 )
-from bayou.storage.redis_keys import KeySpace, decode_actor, encode_actor, journal_id
+from bayou.storage.redis_keys import (
+    KeySpace,
+    decode_actor,
+    decode_reminder_member,
+    decode_reminder_value,
+    encode_actor,
+    encode_reminder_value,
+    journal_id,
+    reminder_member,
+)
 from bayou.storage.redis_scripts import COMMIT
 from tests.redis_server import RedisServer
-from tests.unit.storage_conformance import A, StorageConformance, commit_one, rec, seqs, take
+from tests.unit.storage_conformance import (
+    A,
+    StorageConformance,
+    check_reminders_due_at_scale,
+    commit_one,
+    expected_due,
+    fill_reminders,
+    rec,
+    rem,
+    seqs,
+    take,
+)
 
 # Names that would break a naive ``type:key`` layout or the hash tag.
 TRICKY = [
@@ -118,6 +141,36 @@ def test_actor_encoding_is_unambiguous() -> None:
     assert space.journal(TRICKY[0]) != space.journal(TRICKY[1])
 
 
+def test_reminder_members_sort_like_type_key_name() -> None:
+    rng = random.Random(3)
+    alphabet = ["", "\x00", "\x01", "\xff", "a", "b", ":", "é", "\uffff", "😀"]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(4)))
+
+    triples = {(text(), text(), text()) for _ in range(3000)}
+    members = {reminder_member(ActorKey(t, k, 9), n): (t, k, n) for t, k, n in triples}
+    assert len(members) == len(triples)  # unambiguous
+    assert [members[m] for m in sorted(members)] == sorted(triples)
+    for member, (t, k, n) in members.items():
+        assert decode_reminder_member(member, 9) == (ActorKey(t, k, 9), n)
+    for bad in (b"", b"a", b"a\x00", b"a\x00\x02", b"a\x00\x01b\x00\x01", b"\x00\x01" * 4):
+        with pytest.raises(ValueError):
+            decode_reminder_member(bad, 0)
+
+
+def test_reminder_values_round_trip() -> None:
+    for due, period, data in [
+        (1712345678.123456, None, b""),
+        (-0.5, 1 / 3, b"a:b:c"),
+        (1e-300, 1e300, bytes(range(256))),
+    ]:
+        value = encode_reminder_value(due, period, data)
+        assert decode_reminder_value(value) == (due, period, data)
+    with pytest.raises(ValueError):
+        decode_reminder_value(b"1.0")
+
+
 @pytest.mark.parametrize("cluster", ["", "a{b", "a}b"])
 def test_cluster_names_that_break_the_tag_are_refused(cluster: str) -> None:
     with pytest.raises(ValueError, match="cluster name"):
@@ -136,6 +189,8 @@ async def test_stored_keys_follow_the_layout(
         b"in": b"hash",
         b"iq": b"zset",
         b"st": b"hash",
+        b"rd": b"zset",
+        b"rm": b"hash",
     }
     fence = await take(store, partition=3)
     for actor in TRICKY:
@@ -143,8 +198,9 @@ async def test_stored_keys_follow_the_layout(
         await store.inbox_put(actor, fence, InboxMessage("m", b"x"))
         await store.step_put(actor, fence, "inv", 0, b"s")
         await store.write_snapshot(actor, fence, Snapshot(0, b"state"))
+        await store.reminder_set(fence, Reminder(actor, "r:1", 1.0, None, b"x"))
     keys = [k async for k in admin.scan_iter(match=f"bayou:{{{cluster_name}:*")]
-    assert len(keys) == 2 + 6 * len(TRICKY)
+    assert len(keys) == 3 + 7 * len(TRICKY)
     tag = KeySpace(cluster_name).tag(3)
     for key in keys:
         assert key_slot(key) == key_slot(tag), key
@@ -154,6 +210,29 @@ async def test_stored_keys_follow_the_layout(
     assert await store.inbox_actors([3]) == sorted(TRICKY, key=lambda a: (a.type, a.key))
     for actor in TRICKY:
         assert await store.read_journal(actor) == [rec(1)]
+    index = store.keys.reminder_index(3)
+    assert await admin.zcard(index) == len(TRICKY)
+    assert await admin.zscore(index, reminder_member(TRICKY[0], "r:1")) == 1.0
+    assert await admin.hgetall(store.keys.reminders(TRICKY[0])) == {b"r:1": b"1.0::x"}
+
+
+async def test_cancelled_reminders_leave_no_keys(
+    store: RedisStorage, admin: redis.asyncio.Redis
+) -> None:
+    fence = await take(store)
+    await store.reminder_set(fence, rem(A, "x", 1.0))
+    await commit_one(store, Commit(A, fence, rec(1), reminders={"y": rem(A, "y", 2.0)}))
+    index, definitions = store.keys.reminder_index(0), store.keys.reminders(A)
+    assert await admin.zrange(index, 0, -1, withscores=True) == [
+        (reminder_member(A, "x"), 1.0),
+        (reminder_member(A, "y"), 2.0),
+    ]
+    await store.reminder_set(fence, rem(A, "x", 3.0))  # replaced: the score moves
+    assert await admin.zscore(index, reminder_member(A, "x")) == 3.0
+    assert await admin.zcard(index) == 2
+    assert await store.reminder_cancel(fence, A, "x")
+    await commit_one(store, Commit(A, fence, rec(2), reminders={"y": None}))
+    assert await admin.exists(index, definitions) == 0
 
 
 async def test_journal_is_a_stream_of_seq_ids(
@@ -214,6 +293,98 @@ async def test_inbox_actors_is_one_round_trip(store: RedisStorage, sends: list[i
     found = await store.inbox_actors(range(1024))
     assert sends[0] == 1
     assert found == [ActorKey("t", "k", 0), ActorKey("t", "k", 700)]
+
+
+async def test_reminder_calls_are_one_round_trip_each(
+    store: RedisStorage, sends: list[int]
+) -> None:
+    fences = [await take(store, partition=p) for p in (0, 700)]
+    sends[0] = 0
+    await store.reminder_set(fences[0], rem(ActorKey("t", "k", 0), "a", 5.0))
+    assert await store.reminder_cancel(fences[0], ActorKey("t", "k", 0), "a")
+    await store.reminder_set(fences[1], rem(ActorKey("t", "k", 700), "b", 5.0))
+    assert await store.reminders_of(ActorKey("t", "k", 700)) != []
+    assert sends[0] == 4
+    batch = [
+        Commit(ActorKey("t", f"k{i}", 0), fences[0], rec(1), reminders={"r": None, "s": None})
+        for i in range(50)
+    ]
+    sends[0] = 0
+    assert await store.commit(batch) == [None] * 50
+    assert sends[0] == 1
+
+
+async def test_few_due_reminders_take_two_round_trips(
+    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int]
+) -> None:
+    """The common poll: every partition's index range in one pipeline, then definitions."""
+    expected = []
+    for p in (3, 500, 1000):
+        fence = await take(store, partition=p)
+        reminder = rem(ActorKey("t", "k", p), "r", float(p))
+        await store.reminder_set(fence, reminder)
+        expected.append(reminder)
+    ranges_before = await command_calls(admin, "zrangebyscore")
+    sends[0] = 0
+    assert await store.reminders_due(range(1024), 2000.0) == expected
+    assert sends[0] == 2
+    assert await command_calls(admin, "zrangebyscore") - ranges_before == 1024
+    sends[0] = 0
+    assert await store.reminders_due(range(1024), 0.0) == []
+    assert sends[0] == 1  # nothing due: no definitions to read
+
+
+async def test_reminders_due_merges_a_skewed_backlog(
+    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int]
+) -> None:
+    """One partition holds the whole earliest backlog: only it is asked again, for ever
+    larger ranges, and the entries read stay near ``limit``."""
+    fences = {p: await take(store, partition=p) for p in range(64)}
+    everything = []
+    for i in range(1000):
+        everything.append(rem(ActorKey("t", "dense", 0), f"n{i:04}", float(i)))
+    for p in range(1, 64):
+        everything += [rem(ActorKey("t", "sparse", p), f"m{j}", 500.0 + j * p) for j in range(5)]
+    for reminder in everything:
+        await store.reminder_set(fences[reminder.actor.partition], reminder)
+    for until, limit in [(math.inf, 500), (math.inf, 1000), (600.0, 700), (math.inf, 3)]:
+        ranges_before = await command_calls(admin, "zrangebyscore")
+        sends[0] = 0
+        got = await store.reminders_due(range(64), until, limit)
+        round_trips = sends[0]
+        assert got == expected_due(everything, range(64), until, limit), (until, limit)
+        ranges = await command_calls(admin, "zrangebyscore") - ranges_before
+        print(f"limit {limit}: {round_trips} round trips, {ranges} ranges")
+        assert round_trips <= 8 and ranges <= 64 + 8
+
+
+async def test_reminders_changed_during_a_poll(
+    store: RedisStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes between the index read and the definitions read: a cancelled reminder is
+    left out, one moved past ``until`` too, one moved earlier comes with its new time."""
+    fence = await take(store)
+    for name, due in [("gone", 1.0), ("later", 2.0), ("earlier", 3.0), ("kept", 4.0)]:
+        await store.reminder_set(fence, rem(A, name, due))
+    earliest = store._earliest
+
+    async def racing(*args: Any) -> Any:
+        entries = await earliest(*args)
+        assert await store.reminder_cancel(fence, A, "gone")
+        await store.reminder_set(fence, rem(A, "later", 50.0))
+        await store.reminder_set(fence, rem(A, "earlier", 0.5))
+        return entries
+
+    monkeypatch.setattr(store, "_earliest", racing)
+    assert await store.reminders_due([0], 10.0) == [rem(A, "earlier", 0.5), rem(A, "kept", 4.0)]
+
+
+async def test_reminders_due_at_scale(store: RedisStorage) -> None:
+    """100,000 reminders over 1024 partitions; correctness asserted, times printed (-s)."""
+    started = time.perf_counter()
+    everything = await fill_reminders(store, 100_000)
+    print(f"\nredis: 100,000 reminders written in {time.perf_counter() - started:.1f} s")
+    await check_reminders_due_at_scale(store, everything)
 
 
 async def test_scripts_reload_after_script_flush(
