@@ -50,7 +50,9 @@ async def test_streams_as_ndjson_and_server_sent_events(silo: SiloProcess) -> No
     async with Client(silo.url) as client:
         await client.call("publisher", "s", "emit", {"words": ["one", "two"]})
         later = asyncio.ensure_future(_emit_later(client))
-        got = [(offset, item) async for offset, item in read_stream(client, "publisher", "s", "log")]
+        got = [
+            (offset, item) async for offset, item in read_stream(client, "publisher", "s", "log")
+        ]
         await later
     assert got == [(0, "one"), (1, "two"), (2, "three"), (3, "four")]
     url = f"{silo.url}/v1/actors/publisher/s/streams/log?after=1"
@@ -63,7 +65,9 @@ async def test_streams_as_ndjson_and_server_sent_events(silo: SiloProcess) -> No
         async with session.get(url, headers={"Accept": "text/event-stream"}) as resp:
             text = await resp.text()
         assert text.startswith('id: 2\ndata: "three"\n\nid: 3\ndata: "four"\n\nevent: end')
-    status, body = await request("GET", f"{silo.url}/v1/actors/publisher/s/streams/log/items?after=2")
+    status, body = await request(
+        "GET", f"{silo.url}/v1/actors/publisher/s/streams/log/items?after=2"
+    )
     assert (status, body) == (200, {"items": [[3, "four"]], "closed": True, "next": 4})
 
 

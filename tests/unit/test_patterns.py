@@ -100,7 +100,8 @@ async def test_streams_are_read_in_order_while_they_grow_until_closed() -> None:
         written = time.monotonic()
         await silo.call("publisher", "p", "emit", {"words": ["c"]})
         got = await asyncio.wait_for(reader, 1)
-        print(f"\nstream item visible to a waiting reader {1000 * (time.monotonic() - written):.2f} ms after its write call")
+        elapsed_ms = 1000 * (time.monotonic() - written)
+        print(f"\nstream item reached a waiting reader {elapsed_ms:.2f} ms after the write call")
         assert got["items"] == [[2, "c"]]
         with pytest.raises(ActorError):
             await silo.call("publisher", "p", "emit_then_fail", {})

@@ -52,7 +52,9 @@ async def test_a_reminder_due_during_an_outage_fires_once_after_recovery() -> No
     await clock.advance(95)
     async with local_silo(APP, storage=storage, clock=clock) as silo:
         await clock.advance(2)
-        assert await silo.call("alarm", "c", "rings", {}) == ["beat@1700000096"]  # the first poll after start
+        assert await silo.call("alarm", "c", "rings", {}) == [
+            "beat@1700000096"
+        ]  # the first poll after start
         listing = await silo.call("alarm", "c", "listing", {})
         assert listing[0]["due"] == START + 100  # back on its period
         await clock.advance(10)
