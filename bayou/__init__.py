@@ -41,7 +41,15 @@ if TYPE_CHECKING:
         UnknownMethod,
         UnsupportedMediaType,
     )
-    from bayou.model import Actor, ActorBase, Entity, actor, query
+    from bayou.model import (
+        Actor,
+        ActorBase,
+        Entity,
+        StatelessWorker,
+        actor,
+        query,
+        stateless_worker,
+    )
     from bayou.runtime import App, Silo, SiloSettings
 
 __version__ = "0.1.0"
@@ -52,6 +60,8 @@ _MODULE_OF = {
     "Actor": "bayou.model",
     "ActorBase": "bayou.model",
     "Entity": "bayou.model",
+    "StatelessWorker": "bayou.model",
+    "stateless_worker": "bayou.model",
     "actor": "bayou.model",
     "query": "bayou.model",
     "KV": "bayou.context",
@@ -101,6 +111,7 @@ __all__ = [
     "Silo",
     "SiloSettings",
     "SiloUnreachable",
+    "StatelessWorker",
     "StorageError",
     "Unavailable",
     "UnknownActorType",
@@ -108,4 +119,5 @@ __all__ = [
     "UnsupportedMediaType",
     "actor",
     "query",
+    "stateless_worker",
 ]

@@ -10,7 +10,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 A = TypeVar("A", bound="ActorBase")
+W = TypeVar("W", bound="StatelessWorker")
 
 HandlerKind = Literal["exclusive", "query"]
 
@@ -56,10 +57,15 @@ class ActorSpec:
     cls: type[ActorBase]
     state_model: type[BaseModel] | None
     handlers: Mapping[str, HandlerSpec]
+    max_local_activations: int = 0  # > 0: a stateless worker with that many per silo
 
     @property
     def is_entity(self) -> bool:
         return issubclass(self.cls, Entity)
+
+    @property
+    def is_stateless(self) -> bool:
+        return self.max_local_activations > 0
 
 
 def query(fn: F) -> F:
@@ -174,6 +180,31 @@ def actor(type_name: str) -> Callable[[type[A]], type[A]]:
     return register
 
 
+class StatelessWorker(ActorBase):
+    """An actor with no state and no journal, run by up to ``max_activations`` activations
+    on every silo, always on the silo that received the call: for fan-out and pure work.
+
+    Its handlers run like queries (nothing is recorded, so they may repeat on retry); they
+    may call other actors. It takes calls only: with no inbox, it cannot be told."""
+
+
+def stateless_worker(type_name: str, *, max_activations: int = 4) -> Callable[[type[W]], type[W]]:
+    """Register a ``StatelessWorker`` subclass under ``type_name``."""
+    if max_activations < 1:
+        raise ValueError("a stateless worker needs max_activations >= 1")
+
+    def register(cls: type[W]) -> type[W]:
+        if not issubclass(cls, StatelessWorker):
+            raise TypeError(f"@stateless_worker needs a subclass of StatelessWorker, got {cls!r}")
+        spec = describe(cls, type_name)
+        cls.__bayou_spec__ = replace(spec, max_local_activations=max_activations)
+        return cls
+
+    if not TYPE_NAME.match(type_name):
+        raise ValueError(f"actor type name {type_name!r} must match {TYPE_NAME.pattern}")
+    return register
+
+
 def spec_of(cls: type[ActorBase]) -> ActorSpec:
     """The spec of a class decorated with ``@actor``; TypeError otherwise."""
     spec = cls.__dict__.get("__bayou_spec__")
@@ -184,7 +215,11 @@ def spec_of(cls: type[ActorBase]) -> ActorSpec:
 
 def describe(cls: type[ActorBase], type_name: str) -> ActorSpec:
     """Inspect an actor class: its state model and the spec of each public handler."""
-    if not (isinstance(cls, type) and issubclass(cls, ActorBase)) or cls in (Actor, Entity):
+    if not (isinstance(cls, type) and issubclass(cls, ActorBase)) or cls in (
+        Actor,
+        Entity,
+        StatelessWorker,
+    ):
         raise TypeError(f"@actor needs a subclass of bayou.Actor or bayou.Entity, got {cls!r}")
     state_model = _state_model(cls) if issubclass(cls, Actor) else None
     handlers: dict[str, HandlerSpec] = {}

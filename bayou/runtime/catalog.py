@@ -21,6 +21,7 @@ from bayou.placement.partitions import partition_of
 from bayou.runtime.activation import Activation
 from bayou.runtime.app import App
 from bayou.runtime.channels import Channels
+from bayou.runtime.workers import WorkerPool
 from bayou.storage.contract import ActorKey, Storage
 from bayou.storage.group_commit import GroupCommitter
 
@@ -53,6 +54,7 @@ class Catalog:
         self.calls: Any = None  # set by the silo: routes actor-to-actor calls
         self.silo: Any = None  # set by the silo: delivers tells from outboxes
         self.channels = Channels(storage)
+        self._workers: dict[str, WorkerPool] = {}
 
     @property
     def fenced_writes(self) -> int:
@@ -105,6 +107,12 @@ class Catalog:
             await asyncio.shield(activation.closed)
             if self._activations.get(ident) is activation:
                 del self._activations[ident]
+
+    def worker_pool(self, spec: ActorSpec) -> WorkerPool:
+        pool = self._workers.get(spec.type_name)
+        if pool is None:
+            pool = self._workers[spec.type_name] = WorkerPool(self, spec)
+        return pool
 
     def forget(self, activation: Activation) -> None:
         ident = (activation.spec.type_name, activation.key)

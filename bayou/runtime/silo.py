@@ -259,6 +259,9 @@ class Silo:
         spec, handler = self.resolve(type_name, method)
         kwargs = validate(spec, handler, args)
         deadline = self._deadline(timeout)
+        if spec.is_stateless:  # always local: the work spreads over the silos called
+            pool = self.catalog.worker_pool(spec)
+            return await until(asyncio.ensure_future(pool.call(key, handler, kwargs)), deadline)
         owner = self._owner_of(type_name, key)
         if owner != self.silo_id:
             payload = _request("call", type_name, key, method=method, args=args)
@@ -288,6 +291,8 @@ class Silo:
         spec, handler = self.resolve(type_name, method)
         if handler.kind == "query":
             raise BadRequest(f"{type_name}.{method} is a query; only exclusive handlers take tells")
+        if spec.is_stateless:
+            raise BadRequest(f"{type_name} is a stateless worker: it has no inbox; call it")
         validate(spec, handler, args)
         message_id = message_id or uuid.uuid4().hex
         deadline = self._deadline(timeout)

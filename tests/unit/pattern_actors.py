@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
 from pydantic import BaseModel
 
-from bayou import Actor, actor, query
+from bayou import Actor, StatelessWorker, actor, query, stateless_worker
 
 
 class Tally(BaseModel):
@@ -114,3 +117,20 @@ class Alarm(Actor[Alarms]):
     @query
     async def rings(self) -> list[str]:
         return self.state.rings
+
+
+@stateless_worker("hasher", max_activations=3)
+class Hasher(StatelessWorker):
+    """Pure work, fanned out over local activations."""
+
+    busy = 0
+    peak = 0
+
+    async def digest(self, text: str) -> str:
+        Hasher.busy += 1
+        Hasher.peak = max(Hasher.peak, Hasher.busy)
+        try:
+            await asyncio.sleep(0.01)
+            return hashlib.sha256(text.encode()).hexdigest()[:12]
+        finally:
+            Hasher.busy -= 1

@@ -10,7 +10,7 @@ import pytest
 from bayou import ActorError, App, BadRequest, DeadlockError, NotFound, SiloSettings
 from bayou.storage import MemoryStorage
 from bayou.testing import FakeClock, local_silo
-from tests.unit.pattern_actors import Publisher, RingNode, Sink, Source
+from tests.unit.pattern_actors import Hasher, Publisher, RingNode, Sink, Source
 
 APP = App([Sink, Source, RingNode, Publisher], SiloSettings(snapshot_every=1000))
 
@@ -139,3 +139,17 @@ async def test_timers_run_turns_and_end_with_the_activation() -> None:
         before = (await silo.call("publisher", "t", "read", {}))["ticks"]
         await clock.advance(50)
         assert (await silo.call("publisher", "t", "read", {}))["ticks"] == before
+
+
+async def test_stateless_workers_run_locally_on_several_activations() -> None:
+    app = App([Hasher, Sink])
+    async with local_silo(app) as silo:
+        digests = await asyncio.gather(
+            *(silo.call("hasher", "any", "digest", {"text": str(i)}) for i in range(12))
+        )
+        assert len(set(digests)) == 12
+        assert Hasher.peak == 3  # several at once, never more than max_activations
+        assert silo.catalog.worker_pool(app.actors["hasher"]).activations == 3
+        assert len(silo.catalog) == 0  # no ordinary activation, nothing journaled
+        with pytest.raises(BadRequest, match="stateless"):
+            await silo.tell("hasher", "any", "digest", {"text": "x"})

@@ -30,6 +30,7 @@ EXPECTED = [
     "Silo",
     "SiloSettings",
     "SiloUnreachable",
+    "StatelessWorker",
     "StorageError",
     "Unavailable",
     "UnknownActorType",
@@ -37,6 +38,7 @@ EXPECTED = [
     "UnsupportedMediaType",
     "actor",
     "query",
+    "stateless_worker",
 ]
 
 
