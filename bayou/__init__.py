@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         actor,
         query,
         stateless_worker,
+        workflow,
     )
     from bayou.runtime import App, Silo, SiloSettings
 
@@ -62,6 +63,7 @@ _MODULE_OF = {
     "Entity": "bayou.model",
     "StatelessWorker": "bayou.model",
     "stateless_worker": "bayou.model",
+    "workflow": "bayou.model",
     "actor": "bayou.model",
     "query": "bayou.model",
     "KV": "bayou.context",
@@ -120,4 +122,5 @@ __all__ = [
     "actor",
     "query",
     "stateless_worker",
+    "workflow",
 ]

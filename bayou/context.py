@@ -114,6 +114,25 @@ class Context(abc.ABC):
     async def reminders(self) -> list[dict[str, Any]]:
         """This actor's reminders as committed: name, due, period, method, args."""
 
+    async def sleep(self, seconds: float) -> None:
+        """Workflows only: wait durably; a crash or hand-off does not restart the wait."""
+        raise RuntimeError("ctx.sleep is for @workflow handlers")
+
+    async def receive(self, topic: str, timeout: float | None = None) -> Any:
+        """Workflows only: the oldest message sent to ``topic`` (waiting for one, durably,
+        up to ``timeout`` seconds; None on timeout)."""
+        raise RuntimeError("ctx.receive is for @workflow handlers")
+
+    def continue_as_new(self, **args: Any) -> None:
+        """Workflows only: end this run and start a fresh one with ``args`` and an empty
+        history; the old run is archived with a link to the new one."""
+        raise RuntimeError("ctx.continue_as_new is for @workflow handlers")
+
+    @abc.abstractmethod
+    def send(self, actor_type: Any, key: str, topic: str, value: Any) -> None:
+        """Send ``value`` to ``topic`` of another actor (durably, after this invocation
+        commits); a workflow there takes it with ``ctx.receive(topic)``."""
+
     @abc.abstractmethod
     def close_stream(self, name: str) -> None:
         """End stream ``name`` after this invocation's items; readers stop there."""

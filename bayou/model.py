@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 A = TypeVar("A", bound="ActorBase")
 W = TypeVar("W", bound="StatelessWorker")
 
-HandlerKind = Literal["exclusive", "query"]
+HandlerKind = Literal["exclusive", "query", "workflow"]
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _LIFECYCLE = frozenset({"on_activate", "on_deactivate"})
@@ -66,6 +66,14 @@ class ActorSpec:
     @property
     def is_stateless(self) -> bool:
         return self.max_local_activations > 0
+
+
+def workflow(fn: F) -> F:
+    """Mark a handler as a durable workflow: it may ``await self.ctx.sleep(...)`` and
+    ``await self.ctx.receive(topic)``, survives crashes and hand-offs by replaying its
+    own steps, and lets the actor's other messages run while it waits."""
+    fn.__bayou_workflow__ = True  # type: ignore[attr-defined]
+    return fn
 
 
 def query(fn: F) -> F:
@@ -281,7 +289,11 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
         **fields,
     )
     result_adapter: TypeAdapter[Any] = TypeAdapter(hints.get("return", Any))
-    kind: HandlerKind = "query" if getattr(fn, "__bayou_query__", False) else "exclusive"
+    kind: HandlerKind = "exclusive"
+    if getattr(fn, "__bayou_query__", False):
+        kind = "query"
+    elif getattr(fn, "__bayou_workflow__", False):
+        kind = "workflow"
     return HandlerSpec(
         name=name,
         kind=kind,

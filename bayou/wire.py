@@ -20,6 +20,8 @@ STREAM_ROUTE: Final = "/v1/actors/{type}/{key}/streams/{name}"
 STREAM_ITEMS_ROUTE: Final = "/v1/actors/{type}/{key}/streams/{name}/items"
 REMINDERS_ROUTE: Final = "/v1/actors/{type}/{key}/reminders"
 REMINDER_ROUTE: Final = "/v1/actors/{type}/{key}/reminders/{name}"
+TOPIC_ROUTE: Final = "/v1/actors/{type}/{key}/topics/{topic}"
+WORKFLOWS_ROUTE: Final = "/v1/actors/{type}/{key}/workflows"
 CLUSTER_ROUTE: Final = "/v1/cluster"
 OPENAPI_ROUTE: Final = "/v1/openapi.json"
 

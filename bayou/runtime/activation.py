@@ -37,7 +37,7 @@ from bayou.runtime.effects import (
     effect_writes,
     stream_meta_key,
 )
-from bayou.runtime.invocation import InvocationContext
+from bayou.runtime.invocation import SEND_METHOD, InvocationContext
 from bayou.runtime.kv_cache import KVCache
 from bayou.runtime.outbox import Outbox, OutgoingTell
 from bayou.runtime.records import (
@@ -51,6 +51,14 @@ from bayou.runtime.records import (
 )
 from bayou.runtime.reminders import next_due
 from bayou.runtime.timers import Timers
+from bayou.runtime.workflows import (
+    HISTORY_INDEX,
+    WorkflowContext,
+    WorkflowRun,
+    history_key,
+    topic_item_key,
+    topic_meta_key,
+)
 from bayou.storage.contract import (
     ActorKey,
     Commit,
@@ -120,6 +128,11 @@ class Activation:
         self._stream_metas: dict[str, StreamMeta] = {}
         self.outbox = Outbox(self)
         self.timers = Timers(self)
+        # Exclusive turns and running workflows' code between their durable waits.
+        self.turn_lock = asyncio.Lock()
+        self.runs: dict[str, WorkflowRun] = {}
+        self._run_steps: dict[str, list[Step]] = {}  # recorded steps of runs not yet resumed
+        self._run_waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self.instance.__dict__["_bayou_timers"] = self.timers
         self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -138,6 +151,7 @@ class Activation:
         if snapshot is not None:
             body = SnapshotBody.decode(snapshot.data)
             self.dedup.load(body.dedup)
+            self._run_steps = {run: list(steps) for run, steps in body.workflows.items()}
             self.seq = self.snapshot_seq = snapshot.seq
             state = body.state
         if self.spec.state_model is not None:
@@ -174,7 +188,15 @@ class Activation:
     async def _replay(self, stored: JournalRecord) -> list[OutgoingTell]:
         """Re-run one record's handler with its recorded steps; returns its tells."""
         record = InvocationRecord.decode(stored.data)
-        if record.outcome.error is None and isinstance(self.instance, Actor):
+        if record.kind == "segment" and record.run is not None:
+            self._run_steps.setdefault(record.run, []).extend(record.steps)
+        elif record.kind == "workflow" and record.run is not None:
+            self._run_steps.pop(record.run, None)
+        if (
+            record.kind == "call"
+            and record.outcome.error is None
+            and isinstance(self.instance, Actor)
+        ):
             handler = self.spec.handlers.get(record.method)
             if handler is None:
                 raise NonDeterminismError(
@@ -223,6 +245,9 @@ class Activation:
         if self.status == "active":
             self.status = "deactivating"
             try:
+                # Running workflows are durable up to their last segment: stop them (their
+                # start message stays in the inbox) so the next activation resumes them.
+                await self._stop_runs()
                 while not self._quiet.is_set():
                     await self._quiet.wait()
                 await self.instance.on_deactivate()
@@ -243,6 +268,9 @@ class Activation:
     def _close(self, reason: BaseException | None = None) -> None:
         self.status = "closed"
         self.timers.cancel_all()
+        for run in list(self.runs.values()):
+            if run.task is not None:
+                run.task.cancel()
         self.outbox.stop()
         while self._queue:
             _, fut = self._queue.popleft()
@@ -265,7 +293,24 @@ class Activation:
         self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
 
     def is_idle(self) -> bool:
-        return self.status == "active" and self._quiet.is_set() and not self._queue
+        return (
+            self.status == "active" and self._quiet.is_set() and not self._queue and not self.runs
+        )
+
+    def close_after_storage_error(self, exc: BaseException) -> None:
+        log.warning("%s: storage failed (%s); reloading on next use", self, exc)
+        self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+
+    async def _stop_runs(self) -> None:
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for run in list(self.runs.values()):
+            if run.ctx is not None:
+                self._run_steps[run.run_id] = run.ctx.steps[: run.ctx.persisted]
+        self.runs.clear()
 
     # -- the mailbox -----------------------------------------------------------------------
 
@@ -309,8 +354,15 @@ class Activation:
                 if item is _SNAPSHOT:
                     await self._guarded(self.snapshot, fut)
                     continue
+                handler = self.spec.handlers.get(item.method)
+                if handler is not None and handler.kind == "workflow":
+                    self._start_run(item)
+                    if not fut.done():
+                        fut.set_result(None)
+                    continue
                 try:
-                    result = await self._turn(item)
+                    async with self.turn_lock:
+                        result = await self._turn(item)
                 except FencedWrite:
                     if not fut.done():
                         fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
@@ -350,6 +402,9 @@ class Activation:
         if fut is not None and not fut.done():
             fut.set_result(None)
 
+    def update_quiet(self) -> None:
+        self._update_quiet()
+
     def _update_quiet(self) -> None:
         if self._worker is None and self._busy == 0:
             self._quiet.set()
@@ -376,6 +431,9 @@ class Activation:
                 return seen.outcome.unwrap()
         if message.inbox_id is not None:
             self._inbox_ids.discard(message.inbox_id)
+        if message.method == SEND_METHOD:
+            await self._append_to_topic(message)
+            return None
         handler = self.spec.handlers[message.method]
         invocation = key or uuid.uuid4().hex
         resumed = self._pending_steps.pop(invocation, None)
@@ -517,6 +575,9 @@ class Activation:
 
     async def persist_steps(self, ctx: InvocationContext) -> None:
         """Make the steps recorded so far durable before the handler goes past a side effect."""
+        if isinstance(ctx, WorkflowContext):
+            await ctx.workflow_run.segment()
+            return
         assert self.fence is not None
         storage = self.catalog.storage
         try:
@@ -550,7 +611,13 @@ class Activation:
         if isinstance(self.instance, Actor):
             state = self.instance._committed.model_dump(mode="json")
         seq = self.seq
-        body = SnapshotBody(state=state, dedup=self.dedup.dump(), taken_at=now)
+        running = dict(self._run_steps)
+        for run in self.runs.values():
+            if run.ctx is not None:
+                running[run.run_id] = run.ctx.steps[: run.ctx.persisted]
+            else:
+                running.setdefault(run.run_id, run.recorded)
+        body = SnapshotBody(state=state, dedup=self.dedup.dump(), taken_at=now, workflows=running)
         try:
             await self.catalog.storage.write_snapshot(
                 self.actor_key, self.fence, Snapshot(seq, body.encode())
@@ -650,6 +717,184 @@ class Activation:
     def silo_ref(self, ctx: InvocationContext, actor_type: Any, key: str) -> Any:
         return self.catalog.actor_ref(ctx, actor_type, key)
 
+    # -- workflows -------------------------------------------------------------------------
+
+    def _start_run(self, message: Message) -> None:
+        """Start (or resume, replaying its steps) the workflow run of an inbox message."""
+        run_id = message.idempotency_key or ""
+        if run_id in self.runs:
+            return
+        if message.inbox_id is not None:
+            self._inbox_ids.discard(message.inbox_id)
+        run = WorkflowRun(self, message, self._run_steps.pop(run_id, []))
+        run.waiters.extend(self._run_waiters.pop(run_id, []))
+        self.runs[run_id] = run
+        self._quiet.clear()
+        run.start()
+
+    def await_run(self, run_id: str, print_: str) -> asyncio.Future[Any]:
+        """A future for the outcome of run ``run_id`` (already finished, running, or about
+        to start from the inbox)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        seen = self.dedup.get(run_id)
+        if seen is not None:
+            try:
+                fut.set_result(seen.outcome.unwrap())
+            except BaseException as exc:
+                fut.set_exception(exc)
+        elif run_id in self.runs:
+            self.runs[run_id].waiters.append(fut)
+        else:
+            self._run_waiters.setdefault(run_id, []).append(fut)
+        return fut
+
+    async def commit_segment(
+        self,
+        run: WorkflowRun,
+        steps: list[Step],
+        effects: Effects,
+        extra_writes: dict[str, bytes | None] | None,
+    ) -> None:
+        """Commit a running workflow's new steps with the effects they produced."""
+        await self._commit_workflow_record(run, "segment", steps, Outcome(), effects, extra_writes)
+
+    async def finish_run(
+        self, run: WorkflowRun, outcome: Outcome, continued: dict[str, Any] | None
+    ) -> None:
+        """Commit a run's end: its outcome, its archived history, its inbox message acked,
+        and for ``continue_as_new`` the message that starts the next run."""
+        ctx = run.ctx
+        assert ctx is not None
+        effects, ctx.effects = ctx.effects, Effects()
+        now = self.clock.time()
+        history = {
+            "run": run.run_id,
+            "method": run.message.method,
+            "args": run.message.args,
+            "status": "failed"
+            if outcome.error
+            else "continued"
+            if continued is not None
+            else "completed",
+            "result": outcome.reply,
+            "error": outcome.error,
+            "steps": len(ctx.steps),
+            "ended_at": now,
+        }
+        writes = await self._history_writes(run.run_id, history)
+        if continued is not None:
+            next_run = _next_run_id(run.run_id)
+            outcome = Outcome(reply={"continued_as": next_run})
+            mine = codec.unpack(writes[history_key(run.run_id)] or b"\x80")
+            mine.update(continued_to=next_run, result=outcome.reply)
+            writes[history_key(run.run_id)] = codec.pack(mine)
+            writes[history_key(next_run)] = codec.pack(
+                {"run": next_run, "continued_from": run.run_id, "status": "running"}
+            )
+            effects.outbox.append([self.spec.type_name, self.key, run.message.method, continued])
+        await self._commit_workflow_record(
+            run, "workflow", ctx.steps[ctx.persisted :], outcome, effects, writes,
+            inbox_ack=run.message.inbox_id, next_run=continued is not None,
+        )  # fmt: skip
+        fingerprint_ = fingerprint(run.message.method, run.message.args)
+        self.dedup.add(run.run_id, DedupEntry(self.seq, fingerprint_, outcome, now))
+        run.finished(outcome)
+
+    async def _history_writes(
+        self, run_id: str, history: dict[str, Any]
+    ) -> dict[str, bytes | None]:
+        keys = [HISTORY_INDEX, history_key(run_id)]
+        stored = await self.catalog.storage.kv_get(self.actor_key, keys)
+        index: list[str] = codec.unpack(stored[HISTORY_INDEX]) if HISTORY_INDEX in stored else []
+        if history_key(run_id) in stored:  # keep the lineage written when the run was started
+            earlier = codec.unpack(stored[history_key(run_id)])
+            history = {**earlier, **history, "continued_from": earlier.get("continued_from")}
+        writes: dict[str, bytes | None] = {history_key(run_id): codec.pack(history)}
+        if run_id not in index:
+            index.append(run_id)
+        keep = self.catalog.settings.workflow_history
+        for old in index[:-keep] if len(index) > keep else []:
+            writes[history_key(old)] = None
+        writes[HISTORY_INDEX] = codec.pack(index[-keep:])
+        return writes
+
+    async def _commit_workflow_record(
+        self,
+        run: WorkflowRun,
+        kind: str,
+        steps: list[Step],
+        outcome: Outcome,
+        effects: Effects,
+        extra_writes: dict[str, bytes | None] | None,
+        *,
+        inbox_ack: str | None = None,
+        next_run: bool = False,
+    ) -> None:
+        assert self.fence is not None
+        seq = self.seq + 1
+        metas = await self._stream_metas_of(effects.stream_names())
+        writes, appends = effect_writes(effects, metas)
+        writes.update(extra_writes or {})
+        outgoing = [
+            OutgoingTell(t, k, m, a, f"{self.actor_key}#{seq}.{i}")
+            for i, (t, k, m, a) in enumerate(effects.outbox)
+        ]
+        if next_run and outgoing:  # the continuation's run id is part of its lineage
+            last = outgoing[-1]
+            outgoing[-1] = replace(last, message_id=_next_run_id(run.run_id))
+        record = InvocationRecord(
+            method=run.message.method,
+            args=run.message.args if kind == "workflow" else {},
+            steps=steps,
+            outcome=outcome,
+            committed_at=self.clock.time(),
+            idempotency_key=run.run_id if kind == "workflow" else None,
+            outbox=[tell.to_record() for tell in outgoing],
+            kind=kind,
+            run=run.run_id,
+        )
+        commit = Commit(
+            actor=self.actor_key,
+            fence=self.fence,
+            record=JournalRecord(seq, record.encode()),
+            kv_writes=writes,
+            inbox_ack=inbox_ack,
+            reminders=dict(effects.reminders),
+        )
+        await self.catalog.committer.submit(commit)
+        self.seq = seq
+        self._published(effects, metas, appends, outgoing)
+
+    async def _append_to_topic(self, message: Message) -> None:
+        """The built-in ``__send__`` turn: append a message to a topic queue, durably."""
+        assert self.fence is not None
+        topic = str(message.args.get("topic", ""))
+        meta_key = topic_meta_key(topic)
+        stored = await self.catalog.storage.kv_get(self.actor_key, [meta_key])
+        head, tail = codec.unpack(stored[meta_key]) if meta_key in stored else (0, 0)
+        writes: dict[str, bytes | None] = {
+            topic_item_key(topic, tail): codec.pack(message.args.get("value")),
+            meta_key: codec.pack([head, tail + 1]),
+        }
+        seq = self.seq + 1
+        record = InvocationRecord(
+            method=SEND_METHOD, args=message.args, steps=[], outcome=Outcome(),
+            committed_at=self.clock.time(), idempotency_key=message.idempotency_key, kind="send",
+        )  # fmt: skip
+        journal = JournalRecord(seq, record.encode())
+        commit = Commit(self.actor_key, self.fence, journal, writes, inbox_ack=message.inbox_id)
+        await self.catalog.committer.submit(commit)
+        self.seq = seq
+        if message.inbox_id is not None:
+            self._inbox_ids.discard(message.inbox_id)
+        if message.idempotency_key is not None:
+            print_ = fingerprint(message.method, message.args)
+            entry = DedupEntry(seq, print_, Outcome(), self.clock.time())
+            self.dedup.add(message.idempotency_key, entry)
+        for run in self.runs.values():
+            run.topic_arrived(topic)
+
 
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
@@ -668,3 +913,11 @@ def _dump_result(handler: HandlerSpec, result: Any) -> Any:
             f"{handler.name} returned a value that does not match its return type: {exc}",
             {"exception": "ResultTypeError"},
         ) from None
+
+
+def _next_run_id(run_id: str) -> str:
+    """The id of the run a ``continue_as_new`` starts: ``<first run>~<generation>``."""
+    base, sep, generation = run_id.rpartition("~")
+    if sep and generation.isdigit():
+        return f"{base}~{int(generation) + 1}"
+    return f"{run_id}~1"

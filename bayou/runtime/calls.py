@@ -70,7 +70,9 @@ class InternalRef:
         ctx = self._ctx
         me = f"{ctx.actor_type}/{ctx.key}"
         target = f"{self.type_name}/{self.key}"
-        chain = (*ctx.chain, me) if ctx.mode != "query" else ctx.chain
+        # A query, or a workflow (it lets go of its turn while it waits), blocks nobody.
+        holds_turn = ctx.mode != "query" and getattr(ctx, "workflow_run", None) is None
+        chain = (*ctx.chain, me) if holds_turn else ctx.chain
         if not query and target in chain:
             cycle = [*chain[chain.index(target) :], target]
             raise DeadlockError(
@@ -86,10 +88,15 @@ class InternalRef:
             return await self._silo.call(self.type_name, self.key, method, args)
         idempotency_key = None if query else f"{ctx.invocation_id}:{ctx.cursor}"
         try:
-            reply = await self._silo.call(
+            call = self._silo.call(
                 self.type_name, self.key, method, args,
                 idempotency_key=idempotency_key, chain=chain,
             )  # fmt: skip
+            run = getattr(ctx, "workflow_run", None)
+            if run is not None:  # a workflow lets its actor's other messages in meanwhile
+                reply = await run.await_outside_turn(call)
+            else:
+                reply = await call
             outcome = Outcome(reply=reply)
         except RETRYABLE:
             raise  # not an answer: the caller's invocation fails unrecorded and can be retried

@@ -63,6 +63,8 @@ def build_http_app(silo: Silo) -> web.Application:
     app.router.add_get(wire.REMINDERS_ROUTE, _reminders_list)
     app.router.add_put(wire.REMINDER_ROUTE, _reminder_set)
     app.router.add_delete(wire.REMINDER_ROUTE, _reminder_cancel)
+    app.router.add_post(wire.TOPIC_ROUTE, _send_to_topic)
+    app.router.add_get(wire.WORKFLOWS_ROUTE, _workflow_runs)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get(wire.CLUSTER_ROUTE, _cluster)
@@ -349,6 +351,25 @@ async def _reminder_cancel(request: web.Request) -> web.Response:
     type_name, key = _actor_of(request)
     name = request.match_info["name"]
     return _respond(request, await request.app[SILO].reminder_admin(type_name, key, "cancel", name))
+
+
+async def _send_to_topic(request: web.Request) -> web.Response:
+    """Send ``{"value": ...}`` to a topic of the actor; 202 once it is stored."""
+    silo = request.app[SILO]
+    type_name, key = _actor_of(request)
+    body = await _read_args(request)
+    if set(body) != {"value"}:
+        raise BadRequest('the body must be {"value": ...}', {"field": "value"})
+    message_id = await silo.send_to_topic(
+        type_name, key, request.match_info["topic"], body["value"],
+        message_id=_idempotency_key(request), timeout=_timeout(request, silo),
+    )  # fmt: skip
+    return _respond(request, {"message_id": message_id}, status=202)
+
+
+async def _workflow_runs(request: web.Request) -> web.Response:
+    type_name, key = _actor_of(request)
+    return _respond(request, {"runs": await request.app[SILO].workflow_runs(type_name, key)})
 
 
 async def _healthz(request: web.Request) -> web.Response:

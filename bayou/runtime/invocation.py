@@ -19,10 +19,13 @@ from pydantic import BaseModel
 from bayou import codec
 from bayou.context import KV, Context
 from bayou.errors import NonDeterminismError
+from bayou.model import spec_of
 from bayou.runtime.effects import RESERVED, Effects, check_channel_name
 from bayou.runtime.records import Step
 from bayou.runtime.reminders import MIN_PERIOD, ReminderTarget, describe
 from bayou.storage.contract import Reminder
+
+SEND_METHOD = "__send__"  # the built-in handler that appends to a topic queue (workflows)
 
 if TYPE_CHECKING:
     from bayou.model import ActorBase
@@ -202,6 +205,14 @@ class InvocationContext(Context):
     async def reminders(self) -> list[dict[str, Any]]:
         stored = await self.activation.catalog.storage.reminders_of(self.activation.actor_key)
         return [describe(reminder) for reminder in stored]
+
+    def send(self, actor_type: Any, key: str, topic: str, value: Any) -> None:
+        type_name = actor_type if isinstance(actor_type, str) else spec_of(actor_type).type_name
+        topic = check_channel_name(topic)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        _packed(value, f"message to topic {topic!r}")
+        self.tell(type_name, key, SEND_METHOD, {"topic": topic, "value": value})
 
     def tell(self, type_name: str, key: str, method: str, args: dict[str, Any]) -> None:
         """Queue a durable one-way message, sent only once this invocation commits."""

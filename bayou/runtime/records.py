@@ -51,6 +51,10 @@ class InvocationRecord:
     committed_at: float
     idempotency_key: str | None = None
     outbox: list[list[Any]] = field(default_factory=list)  # OutgoingTell rows
+    # "call" (a turn), "segment" (steps of a running workflow), "workflow" (a run's end),
+    # "send" (a message appended to a topic).
+    kind: str = "call"
+    run: str | None = None
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -64,6 +68,8 @@ class InvocationRecord:
             body["k"] = self.idempotency_key
         if self.outbox:
             body["o"] = self.outbox
+        if self.kind != "call":
+            body["w"] = [self.kind, self.run]
         if self.outcome.error is None:
             body["r"] = self.outcome.reply
         else:
@@ -81,6 +87,8 @@ class InvocationRecord:
             committed_at=body["t"],
             idempotency_key=body.get("k"),
             outbox=body.get("o", []),
+            kind=body["w"][0] if "w" in body else "call",
+            run=body["w"][1] if "w" in body else None,
         )
 
 
@@ -146,13 +154,20 @@ class SnapshotBody:
     state: Any
     dedup: list[Any]
     taken_at: float
+    workflows: dict[str, list[Step]] = field(default_factory=dict)  # steps of running runs
 
     def encode(self) -> bytes:
-        return codec.pack(
-            {"v": RECORD_VERSION, "st": self.state, "d": self.dedup, "t": self.taken_at}
-        )
+        body = {"v": RECORD_VERSION, "st": self.state, "d": self.dedup, "t": self.taken_at}
+        if self.workflows:
+            body["wf"] = self.workflows
+        return codec.pack(body)
 
     @classmethod
     def decode(cls, data: bytes) -> SnapshotBody:
         body = codec.unpack(data)
-        return cls(state=body.get("st"), dedup=body.get("d", []), taken_at=body.get("t", 0.0))
+        return cls(
+            state=body.get("st"),
+            dedup=body.get("d", []),
+            taken_at=body.get("t", 0.0),
+            workflows=body.get("wf", {}),
+        )

@@ -41,6 +41,9 @@ class SiloSettings(BaseModel):
         20.0, gt=0, description="SIGTERM: hand everything off within this long, then exit"
     )
     max_hops: int = Field(2, ge=1, description="forwards a call may take before it is refused")
+    workflow_history: int = Field(
+        100, ge=1, description="finished workflow runs whose history is kept per actor"
+    )
     reminder_interval: float = Field(
         1.0, gt=0, description="how often a silo polls its partitions for due reminders"
     )

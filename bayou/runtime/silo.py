@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bayou import codec
 from bayou.clock import Clock
 from bayou.errors import BadRequest, ConfigurationError, Unavailable, UnknownActorType
 from bayou.model import ActorSpec, HandlerSpec
@@ -37,9 +38,11 @@ from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
 from bayou.runtime.dispatch import resolve, until, validate
 from bayou.runtime.effects import check_channel_name
+from bayou.runtime.invocation import SEND_METHOD
 from bayou.runtime.rebalance import Rebalancer
 from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
 from bayou.runtime.routing import Router
+from bayou.runtime.workflows import HISTORY_INDEX, history_key
 from bayou.storage.contract import Reminder, Storage
 from bayou.storage.group_commit import GroupCommitter
 from bayou.wire import partition_of
@@ -270,6 +273,12 @@ class Silo:
                 payload["chain"] = list(chain)
             return await self.router.forward(owner, payload, deadline, hops)
         activation = await self._activation(spec, key, deadline)
+        if handler.kind == "workflow":
+            # A run starts from a durable inbox message: its id is the caller's key.
+            run_id = idempotency_key or uuid.uuid4().hex
+            start = Message(method, args, None, run_id)
+            await until(asyncio.ensure_future(activation.accept_tell(start)), deadline)
+            return await until(activation.await_run(run_id, ""), deadline)
         if handler.kind == "query":
             return await until(asyncio.ensure_future(activation.query(handler, kwargs)), deadline)
         message = Message(method, args, kwargs, idempotency_key, chain=chain)
@@ -288,6 +297,11 @@ class Silo:
         reminder: Reminder | None = None,
     ) -> str:
         """Store a one-way message in the actor's inbox; returns its id once it is durable."""
+        if method == SEND_METHOD:
+            return await self.send_to_topic(
+                type_name, key, str(args.get("topic")), args.get("value"),
+                message_id=message_id, timeout=timeout, hops=hops,
+            )  # fmt: skip
         spec, handler = self.resolve(type_name, method)
         if handler.kind == "query":
             raise BadRequest(f"{type_name}.{method} is a query; only exclusive handlers take tells")
@@ -386,6 +400,47 @@ class Silo:
         reminder = reminder_from_request(self.app, actor, name, request or {}, self.clock.time())
         await self.storage.reminder_set(fence, reminder)
         return describe(reminder)
+
+    async def send_to_topic(
+        self,
+        type_name: str,
+        key: str,
+        topic: str,
+        value: Any,
+        *,
+        message_id: str | None = None,
+        timeout: float | None = None,
+        hops: int = 0,
+    ) -> str:
+        """Append ``value`` to the actor's durable topic queue (through its inbox); a
+        workflow takes it with ``ctx.receive(topic)``. Returns the message id once stored."""
+        self._known_type(type_name)
+        check_channel_name(topic)
+        message_id = message_id or uuid.uuid4().hex
+        args = {"topic": topic, "value": value}
+        deadline = self._deadline(timeout)
+        owner = self._owner_of(type_name, key)
+        if owner != self.silo_id:
+            payload = _request("tell", type_name, key, method=SEND_METHOD, args=args)
+            payload["idem"] = message_id
+            result: str = await self.router.forward(owner, payload, deadline, hops)
+            return result
+        spec = self.app.spec(type_name)
+        assert spec is not None
+        activation = await self._activation(spec, key, deadline)
+        message = Message(SEND_METHOD, args, None, message_id)
+        await until(asyncio.ensure_future(activation.accept_tell(message)), deadline)
+        return message_id
+
+    async def workflow_runs(self, type_name: str, key: str) -> list[dict[str, Any]]:
+        """The actor's workflow runs: archived history (with lineage), newest last."""
+        self._known_type(type_name)
+        actor = self.catalog.actor_key(type_name, key)
+        stored = await self.storage.kv_get(actor, [HISTORY_INDEX])
+        index = codec.unpack(stored[HISTORY_INDEX]) if HISTORY_INDEX in stored else []
+        keys = [history_key(run) for run in index]
+        entries = await self.storage.kv_get(actor, keys) if keys else {}
+        return [codec.unpack(entries[k]) for k in keys if k in entries]
 
     def _known_type(self, type_name: str) -> None:
         if self.app.spec(type_name) is None:

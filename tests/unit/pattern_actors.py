@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 
 from pydantic import BaseModel
 
-from bayou import Actor, StatelessWorker, actor, query, stateless_worker
+from bayou import Actor, StatelessWorker, actor, query, stateless_worker, workflow
 
 
 class Tally(BaseModel):
@@ -134,3 +135,50 @@ class Hasher(StatelessWorker):
             return hashlib.sha256(text.encode()).hexdigest()[:12]
         finally:
             Hasher.busy -= 1
+
+
+NOTIFIED: list[str] = []
+
+
+@actor("approval")
+class Approval(Actor[Tally]):
+    """A workflow that publishes progress, waits for a decision, sleeps, and finishes."""
+
+    @workflow
+    async def review(self, doc: str) -> str:
+        self.ctx.set_event("status", "waiting")
+        self.ctx.write_stream("log", f"submitted {doc}")
+        decision = await self.ctx.receive("decision", timeout=600)
+        if decision is None:
+            self.ctx.close_stream("log")
+            return f"{doc}:expired"
+        self.ctx.write_stream("log", f"decided {decision}")
+        await self.ctx.sleep(30)
+        await self.ctx.run("notify", lambda: NOTIFIED.append(f"{doc}:{decision}"))
+        await self.ref(Approval, self.key).record(decision)
+        self.ctx.set_event("status", decision)
+        self.ctx.close_stream("log")
+        return f"{doc}:{decision}"
+
+    async def record(self, decision: str) -> int:
+        self.state.seen.append(decision)
+        return len(self.state.seen)
+
+    @query
+    async def read(self) -> Tally:
+        return self.state
+
+
+@actor("batch")
+class Batch(Actor[Tally]):
+    """Processes items in chunks, continuing as new after each chunk."""
+
+    @workflow
+    async def process(self, start: int, end: int, chunk: int) -> int:
+        stop = min(end, start + chunk)
+        for i in range(start, stop):
+            await self.ctx.run(f"item-{i}", functools.partial(pow, i, 2))
+        self.ctx.write_stream("progress", stop)
+        if stop < end:
+            self.ctx.continue_as_new(start=stop, end=end, chunk=chunk)
+        return stop

@@ -39,6 +39,7 @@ EXPECTED = [
     "actor",
     "query",
     "stateless_worker",
+    "workflow",
 ]
 
 
