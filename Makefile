@@ -8,7 +8,7 @@ DATA ?= bayou-data/silo.db
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-cluster lint format clean
+.PHONY: run test test-unit test-cluster lint format clean bench bench-quick bench-peers
 
 # A virtualenv with bayou installed in editable mode and the dev tools; redone when
 # pyproject.toml changes.
@@ -38,6 +38,18 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The benchmark (bench/README.md): every scenario with medians of several runs (~15 min),
+# or all of them once in under 2 minutes; reports land in bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+# Optional: the same call workload on Ray and Restate, each in its own virtualenv.
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bayou-data

@@ -179,7 +179,11 @@ _collect(BayouError)
 
 def error_class(name: str) -> type[BayouError]:
     """The class for a wire error type name; unknown names map to ``BayouError``."""
-    return _BY_NAME.get(name, BayouError)
+    found = _BY_NAME.get(name)
+    if found is None:
+        _collect(BayouError)  # subclasses defined since import (e.g. by a backend)
+        found = _BY_NAME.get(name, BayouError)
+    return found
 
 
 def from_wire(body: Any, status: int) -> BayouError:

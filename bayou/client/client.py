@@ -1,4 +1,8 @@
-"""``Client``: calls and tells to actors over HTTP, with safe retries and a hard deadline.
+"""``Client``: calls and tells to actors, with safe retries and a hard deadline.
+
+Each attempt travels over the link (``link_transport``: msgpack frames on one websocket per
+silo, the fast path) or as a plain HTTP request; retries, keys and deadlines do not depend
+on which.
 
 Safety of retries comes from idempotency keys, not from guessing whether a request reached
 the silo: every call that may change state and every tell carries an ``Idempotency-Key``
@@ -19,6 +23,7 @@ import yarl
 from bayou import wire
 from bayou.client import protocol
 from bayou.client.backoff import Backoff
+from bayou.client.link_transport import LinkRefused, LinkTransport
 from bayou.client.ref import ActorRef
 from bayou.client.routing import Router
 from bayou.errors import RETRYABLE, BayouError, CallTimeout, SiloUnreachable
@@ -34,6 +39,15 @@ _TRANSPORT_ERRORS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayload
 _CONNECT_TIMEOUT: Final = 5.0
 
 _BACKOFF: Final = Backoff()
+
+# Link replies carry no ring version, so a client on the link re-reads the ring this often
+# while it is busy (routing is only a speed-up: a stale table costs a forward, never a call).
+_RING_POLL: Final = 2.0
+
+TRANSPORTS: Final = ("auto", "link", "http")
+# The multiplexed link where the silo serves it (every bayou silo does), plain HTTP where
+# something in between refuses the upgrade.
+DEFAULT_TRANSPORT: Final = "auto"
 
 
 class Client:
@@ -55,6 +69,12 @@ class Client:
 
     In the first two cases the call may still have taken effect; ``detail`` holds the
     ``idempotency_key`` to retry it with exactly-once.
+
+    ``transport`` picks how attempts travel: ``"link"`` over the multiplexed link (msgpack,
+    many calls per websocket message: several times the throughput of HTTP), ``"http"`` as
+    one HTTP request each (the default for now), and ``"auto"`` over the link to every silo
+    that serves it and over HTTP to any that refuses the upgrade (an older silo, a proxy
+    without websockets). ``media_type`` applies to HTTP attempts only; the link always uses msgpack.
     """
 
     def __init__(
@@ -66,6 +86,7 @@ class Client:
         media_type: str = wire.MSGPACK,
         session: aiohttp.ClientSession | None = None,
         routing: bool = True,
+        transport: str = DEFAULT_TRANSPORT,
     ) -> None:
         seeds = [url] if isinstance(url, str) else list(url)
         if not seeds:
@@ -78,6 +99,10 @@ class Client:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
         if media_type not in (wire.MSGPACK, wire.JSON):
             raise ValueError(f"media_type must be {wire.MSGPACK!r} or {wire.JSON!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        self.transport = transport
+        self._link: LinkTransport | None = None  # made with the session, if not "http"
         self.url = seeds[0].rstrip("/")
         # Smart routing: calls go straight to their actor's owner; any silo is a fallback.
         self._router = Router(seeds, enabled=routing)
@@ -109,6 +134,9 @@ class Client:
         """Release the connection pool (unless the session was passed in). Idempotent."""
         self._closed = True
         await self._router.close()
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -145,9 +173,8 @@ class Client:
         _validate_call(type_name, key, method, idempotency_key, timeout)
         idem = idempotency_key if idempotency_key is not None else protocol.new_idempotency_key()
         what = f"{type_name}.{method}"
-        body = await self._post(
-            type_name, key, protocol.call_path(type_name, key, method), args, idem, timeout, what
-        )
+        path = protocol.call_path(type_name, key, method)
+        body = await self._post(type_name, key, method, False, path, args, idem, timeout, what)
         return protocol.result_of(body, what)
 
     async def tell(
@@ -168,9 +195,8 @@ class Client:
         _validate_call(type_name, key, method, idempotency_key, timeout)
         idem = idempotency_key if idempotency_key is not None else protocol.new_idempotency_key()
         what = f"tell {type_name}.{method}"
-        body = await self._post(
-            type_name, key, protocol.tell_path(type_name, key, method), args, idem, timeout, what
-        )
+        path = protocol.tell_path(type_name, key, method)
+        body = await self._post(type_name, key, method, True, path, args, idem, timeout, what)
         return protocol.message_id_of(body, what)
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -178,34 +204,43 @@ class Client:
             raise RuntimeError("this Client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        if self._link is None and self.transport != "http":
+            self._link = LinkTransport(self._session, fallback=self.transport == "auto")
         return self._session
 
     async def _post(
         self,
         type_name: str,
         key: str,
+        method: str,
+        tell: bool,
         path: str,
         args: Mapping[str, Any] | None,
         idempotency_key: str | None,
         budget: float | None,
         what: str,
     ) -> Any:
-        """POST ``args`` to ``path`` with retries; the decoded body of the 2xx answer.
+        """Send ``args`` with retries; the decoded body of the success answer.
 
-        Arguments are trusted to be validated already: this is the hot path shared by
-        ``call``, ``tell`` and every ``ActorRef``.
+        Over HTTP: a POST to ``path``. Over the link: the same call as a frame. Arguments are
+        trusted to be validated already: this is the hot path shared by ``call``, ``tell``
+        and every ``ActorRef``.
         """
-        session = self._session if self._session is not None else self._open_session()
+        if self._session is None or (self._link is None and self.transport != "http"):
+            self._open_session()
+        session = self._session
+        assert session is not None
+        link = self._link
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.timeout if budget is None else budget)
         router = self._router
         await router.ensure(session)
         fallback = 0
         payload = {} if args is None else args if type(args) is dict else dict(args)
-        data = wire.encode_body(payload, self.media_type)
-        headers = dict(self._headers)
-        if idempotency_key is not None:
-            headers[wire.IDEMPOTENCY_KEY] = idempotency_key
+        data: bytes | None = None  # the HTTP body, encoded once if an attempt needs it
+        headers = self._headers
+        if link is not None:
+            router.poll(session, _RING_POLL)
 
         attempt = 0
         failure: BaseException | None = None
@@ -214,7 +249,37 @@ class Client:
             if remaining <= 0:  # only after a backoff sleep that overshot the deadline
                 raise self._timed_out(what, budget, idempotency_key, attempt, failure)
             attempt += 1
-            url = yarl.URL(router.url_for(type_name, key, fallback=fallback) + path, encoded=True)
+            base = router.url_for(type_name, key, fallback=fallback)
+            # -- the link (transport "link" or "auto"): one frame, no HTTP request ----------
+            if link is not None and link.serves(base):
+                try:
+                    return await link.send(
+                        base, tell, type_name, key, method, payload, idempotency_key, remaining
+                    )
+                except LinkRefused:
+                    attempt -= 1  # nothing was sent: go again at once, over HTTP
+                    continue
+                except SiloUnreachable as exc:  # the connection failed or dropped
+                    # A transport failure, like aiohttp's for HTTP: not the silo's answer.
+                    failure = ConnectionError(str(exc))
+                    fallback += 1
+                    router.stale(session)
+                except BayouError as answer:  # the silo's own error reply
+                    if not isinstance(answer, RETRYABLE):
+                        raise
+                    failure = answer
+                    router.stale(session)
+                await self._backoff(
+                    loop, deadline, attempt, failure, base, what, budget, idempotency_key
+                )
+                continue
+            # -- plain HTTP ------------------------------------------------------------------
+            if data is None:
+                data = wire.encode_body(payload, self.media_type)
+                headers = dict(self._headers)
+                if idempotency_key is not None:
+                    headers[wire.IDEMPOTENCY_KEY] = idempotency_key
+            url = yarl.URL(base + path, encoded=True)
             # Never "0.000": the silo rejects a non-positive budget as a bad request.
             headers[wire.TIMEOUT_HEADER] = f"{max(remaining, 0.001):.3f}"
             try:
@@ -251,23 +316,38 @@ class Client:
                     raise error
                 failure = error
                 router.stale(session)
+            await self._backoff(
+                loop, deadline, attempt, failure, base, what, budget, idempotency_key
+            )
 
-            now = loop.time()
-            if now >= deadline:
-                raise self._timed_out(what, budget, idempotency_key, attempt, failure)
-            if attempt >= self.max_attempts:
-                if isinstance(failure, BayouError):
-                    raise failure
-                raise SiloUnreachable(
-                    f"{what}: could not reach a silo at {url.origin()} "
-                    f"in {attempt} attempts (last: {_describe(failure)})",
-                    {"idempotency_key": idempotency_key, "attempts": attempt},
-                ) from failure
-            delay = _BACKOFF.delay(attempt - 1)
-            if now + delay >= deadline:
-                # Sleeping into the deadline would only postpone the same outcome.
-                raise self._timed_out(what, budget, idempotency_key, attempt, failure)
-            await asyncio.sleep(delay)
+    async def _backoff(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        attempt: int,
+        failure: BaseException | None,
+        base: str,
+        what: str,
+        budget: float | None,
+        idempotency_key: str | None,
+    ) -> None:
+        """After a failed attempt: raise if retries are over, else sleep until the next."""
+        now = loop.time()
+        if now >= deadline:
+            raise self._timed_out(what, budget, idempotency_key, attempt, failure)
+        if attempt >= self.max_attempts:
+            if isinstance(failure, BayouError):
+                raise failure
+            raise SiloUnreachable(
+                f"{what}: could not reach a silo at {base} "
+                f"in {attempt} attempts (last: {_describe(failure)})",
+                {"idempotency_key": idempotency_key, "attempts": attempt},
+            ) from failure
+        delay = _BACKOFF.delay(attempt - 1)
+        if now + delay >= deadline:
+            # Sleeping into the deadline would only postpone the same outcome.
+            raise self._timed_out(what, budget, idempotency_key, attempt, failure)
+        await asyncio.sleep(delay)
 
     def _timed_out(
         self,

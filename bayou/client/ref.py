@@ -233,7 +233,15 @@ class BoundHandler:
             # Once per logical call: every retry below reuses it.
             idempotency_key = protocol.new_idempotency_key()
         body = await ref._client._post(
-            ref.type_name, ref.key, self._path, args, idempotency_key, ref._timeout, self._what
+            ref.type_name,
+            ref.key,
+            self.name,
+            self._tell,
+            self._path,
+            args,
+            idempotency_key,
+            ref._timeout,
+            self._what,
         )
         if self._tell:
             return protocol.message_id_of(body, self._what)

@@ -60,6 +60,7 @@ class Router:
         self._refreshing: asyncio.Task[None] | None = None
         self._first: asyncio.Task[None] | None = None
         self.refreshes = 0
+        self._fetched_at = 0.0  # loop time of the last fetch that was started
 
     def url_for(self, type_name: str, key: str, *, fallback: int = 0) -> str:
         """The owner's url; or, for the ``fallback``-th retry after a failure, a seed (each
@@ -76,6 +77,7 @@ class Router:
         if not self.enabled or self.table is not None:
             return
         if self._first is None:
+            self._fetched_at = asyncio.get_running_loop().time()
             self._first = asyncio.ensure_future(self._fetch(session))
         await asyncio.wait([self._first])
 
@@ -96,7 +98,14 @@ class Router:
         if not self.enabled:
             return
         if self._refreshing is None or self._refreshing.done():
+            self._fetched_at = asyncio.get_running_loop().time()
             self._refreshing = asyncio.ensure_future(self._fetch(session))
+
+    def poll(self, session: aiohttp.ClientSession, max_age: float) -> None:
+        """Refresh in the background if the last fetch began over ``max_age`` seconds ago:
+        for answers that carry no ring version (the link's)."""
+        if self.enabled and asyncio.get_running_loop().time() - self._fetched_at > max_age:
+            self.stale(session)
 
     async def _fetch(self, session: aiohttp.ClientSession) -> None:
         candidates = list(self.seeds)

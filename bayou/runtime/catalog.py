@@ -114,6 +114,13 @@ class Catalog:
             pool = self._workers[spec.type_name] = WorkerPool(self, spec)
         return pool
 
+    def peek(self, type_name: str, key: str) -> Activation | None:
+        """The activation of ``(type_name, key)`` if it is active right now."""
+        activation = self._activations.get((type_name, key))
+        if activation is not None and activation.status == "active":
+            return activation
+        return None
+
     def forget(self, activation: Activation) -> None:
         ident = (activation.spec.type_name, activation.key)
         if self._activations.get(ident) is activation:

@@ -48,15 +48,30 @@ def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dic
 
 async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
     """Wait for ``fut`` until ``deadline`` without cancelling it: a turn, once queued or
-    started, runs to its commit even when its caller gave up (a retry finds its record)."""
+    started, runs to its commit even when its caller gave up (a retry finds its record).
+
+    One plain waiter, woken by ``fut`` or by a timer: no task, no shield, no wait_for on
+    the path every call takes."""
     if fut.done():
         return fut.result()
-    remaining = deadline - asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fut.add_done_callback(wake)
+    timer = loop.call_at(deadline, wake)
     try:
-        return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
-    except TimeoutError:
-        fut.add_done_callback(_consume)
-        raise CallTimeout("no reply before the deadline; the call may still complete") from None
+        await waiter
+    finally:
+        timer.cancel()
+        fut.remove_done_callback(wake)
+    if fut.done():
+        return fut.result()
+    fut.add_done_callback(_consume)
+    raise CallTimeout("no reply before the deadline; the call may still complete")
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

@@ -419,6 +419,7 @@ def cluster_view(silo: Silo) -> dict[str, Any]:
             "activations": len(silo.catalog),
             "forwarded": silo.router.forwarded,
             "received": silo.router.received,
+            "client_link_requests": silo.router.client_requests,
             "fenced_writes": silo.catalog.fenced_writes,
             "handoffs": silo.rebalancer.handoffs,
             "takeovers": silo.ownership.takeovers,

@@ -33,7 +33,8 @@ class Router:
         self._silo = silo
         self.links = LinkPool()
         self.forwarded = 0  # requests this silo sent on to another
-        self.received = 0  # requests another silo (or a link client) sent here
+        self.received = 0  # requests another silo forwarded here
+        self.client_requests = 0  # requests clients sent over the link (the fast path)
 
     async def forward(self, owner: str, payload: dict[str, Any], deadline: float, hops: int) -> Any:
         silo = self._silo
@@ -56,12 +57,15 @@ class Router:
         """Handle one request that arrived over a link."""
         if not isinstance(payload, dict) or payload.get("op") not in OPS:
             raise BadRequest("malformed link request: expected a map with a known 'op'")
-        self.received += 1
         silo = self._silo
         op = payload["op"]
         try:
             type_name, key = str(payload["type"]), str(payload["key"])
             hops = int(payload.get("hops", 0))
+            if hops > 0:
+                self.received += 1
+            else:
+                self.client_requests += 1
             timeout = float(payload["timeout"]) if payload.get("timeout") else None
             if op == "event":
                 return await silo.get_event(

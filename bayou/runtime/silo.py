@@ -462,6 +462,9 @@ class Silo:
         return owner
 
     async def _activation(self, spec: ActorSpec, key: str, deadline: float) -> Activation:
+        active = self.catalog.peek(spec.type_name, key)
+        if active is not None:  # the common case: no task, no waiting
+            return active
         activation: Activation = await until(
             asyncio.ensure_future(self.catalog.get(spec, key)), deadline
         )

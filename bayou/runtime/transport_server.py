@@ -1,4 +1,4 @@
-"""The serving end of the silo-to-silo link (wire format: ``bayou.runtime.transport``)."""
+"""The serving end of the link (wire format: ``bayou.link``): answers silos and clients."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bayou.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from bayou.runtime.transport_frames import (
+from bayou.link.frames import (
     LINK_ROUTE,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bayou import codec, errors
-from bayou.runtime import transport_client
+from bayou.link import pool as transport_client
 from bayou.runtime.transport import LINK_ROUTE, LinkPool, LinkServer
 
 
