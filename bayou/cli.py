@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -72,7 +73,9 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await silo.start()
-    where = f"cluster {args.cluster} at {args.redis}" if args.redis else f"data {args.data}"
+    where = (
+        f"cluster {args.cluster} at {_redacted(args.redis)}" if args.redis else f"data {args.data}"
+    )
     print(f"bayou silo {silo.silo_id} serving on {silo.address} ({where})", flush=True)
     stopped = asyncio.ensure_future(stop.wait())
     failed = asyncio.ensure_future(silo.failed.wait())
@@ -84,6 +87,28 @@ async def _serve(args: argparse.Namespace) -> int:
         return 3
     await silo.stop()
     return 0
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL fit for logs: the password (if any) replaced."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _env_port() -> int:
+    raw = os.environ.get("BAYOU_PORT", "8080")
+    try:
+        return int(raw)
+    except ValueError:
+        # Kubernetes injects BAYOU_PORT=tcp://... for a Service named "bayou" when service
+        # links are on: say so instead of failing with a traceback.
+        raise SystemExit(
+            f"BAYOU_PORT must be a port number, got {raw!r} (in Kubernetes, a Service named "
+            "'bayou' injects this; set enableServiceLinks: false or BAYOU_PORT explicitly)"
+        ) from None
 
 
 def _silo(args: argparse.Namespace) -> int:
@@ -204,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="module:attribute of a bayou.App (env BAYOU_APP)",
     )
     silo.add_argument("--host", default=os.environ.get("BAYOU_HOST", "127.0.0.1"))
-    silo.add_argument("--port", type=int, default=int(os.environ.get("BAYOU_PORT", "8080")))
+    silo.add_argument("--port", type=int, default=_env_port(), help="(env BAYOU_PORT)")
     silo.add_argument("--advertise-host", default=os.environ.get("BAYOU_ADVERTISE_HOST"))
     silo.add_argument(
         "--data",

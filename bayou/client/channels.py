@@ -1,9 +1,11 @@
-"""Reading an actor's events and streams from the client.
+"""The client side of events, streams, topics, reminders and workflow history.
 
 ``get_event`` returns the latest value of an event, waiting for a first one if asked.
 ``read_stream`` yields a stream's items in order while it grows, until it closes; when a
 connection breaks (a silo crash, a hand-off) it resumes from the last offset it yielded,
-so every item is yielded exactly once, in order.
+so every item is yielded exactly once, in order. ``send`` queues a message on a topic of
+an actor (a workflow takes it with ``ctx.receive``); the reminder functions register,
+list and cancel durable reminders from outside the actor.
 """
 
 from __future__ import annotations
@@ -36,11 +38,26 @@ def _path(route: str, type_name: str, key: str, name: str) -> str:
 
 
 async def _get_json(client: Client, type_name: str, key: str, path: str, timeout: float) -> Any:
+    return await _request(client, "GET", type_name, key, path, timeout)
+
+
+async def _request(
+    client: Client,
+    method: str,
+    type_name: str,
+    key: str,
+    path: str,
+    timeout: float,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     session = client._open_session()
     base = client._router.url_for(type_name, key)
-    async with session.get(
+    async with session.request(
+        method,
         base + path,
-        headers={"Accept": wire.JSON},
+        json=body,
+        headers={"Accept": wire.JSON, **(headers or {})},
         timeout=aiohttp.ClientTimeout(total=timeout),
     ) as response:
         raw = await response.read()
@@ -121,3 +138,102 @@ async def read_stream(
             raise SiloUnreachable(f"stream {name!r} of {type_name}/{key}: {failure!r}") from failure
         client._router.stale(client._open_session())
         await asyncio.sleep(_RESUME_PAUSE)
+
+
+async def _retrying(client: Client, what: str, attempt: Any) -> Any:
+    """Run ``attempt()`` until it answers, retrying connection failures and 503/504 (each
+    request is idempotent: a read, or a write carrying its own id) within the timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + client.timeout
+    while True:
+        try:
+            return await attempt(deadline - loop.time())
+        except _RETRY_ERRORS as exc:
+            if loop.time() + _RESUME_PAUSE >= deadline:
+                raise CallTimeout(f"{what}: {exc!r}") from exc
+            client._router.stale(client._open_session())
+            await asyncio.sleep(_RESUME_PAUSE)
+
+
+async def send(
+    client: Client,
+    type_name: str,
+    key: str,
+    topic: str,
+    value: Any,
+    *,
+    message_id: str | None = None,
+) -> str:
+    """Queue ``value`` on ``topic`` of the actor (exactly once, whatever the retries)."""
+    message_id = message_id or protocol.new_idempotency_key()
+    path = _path(wire.TOPIC_ROUTE.replace("{topic}", "{name}"), type_name, key, topic)
+    headers = {wire.IDEMPOTENCY_KEY: message_id}
+
+    async def attempt(timeout: float) -> Any:
+        return await _request(
+            client, "POST", type_name, key, path, timeout, {"value": value}, headers
+        )
+
+    body = await _retrying(client, f"send to {type_name}/{key} topic {topic!r}", attempt)
+    return str(body["message_id"])
+
+
+async def reminders(client: Client, type_name: str, key: str) -> list[dict[str, Any]]:
+    path = wire.REMINDERS_ROUTE.format(
+        type=urllib.parse.quote(type_name, safe=""), key=urllib.parse.quote(key, safe="")
+    )
+
+    async def attempt(timeout: float) -> Any:
+        return await _get_json(client, type_name, key, path, timeout)
+
+    body = await _retrying(client, f"reminders of {type_name}/{key}", attempt)
+    return list(body["reminders"])
+
+
+async def set_reminder(
+    client: Client,
+    type_name: str,
+    key: str,
+    name: str,
+    method: str,
+    *,
+    due_in: float | None = None,
+    due_at: float | None = None,
+    period: float | None = None,
+    args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register (or replace) reminder ``name``: ``method(**args)`` runs when it is due."""
+    path = _path(wire.REMINDER_ROUTE, type_name, key, name)
+    request: dict[str, Any] = {"method": method, "args": args or {}}
+    for field, value in (("due_in", due_in), ("due_at", due_at), ("period", period)):
+        if value is not None:
+            request[field] = value
+
+    async def attempt(timeout: float) -> Any:
+        return await _request(client, "PUT", type_name, key, path, timeout, request)
+
+    body: dict[str, Any] = await _retrying(client, f"reminder {name!r}", attempt)
+    return body
+
+
+async def cancel_reminder(client: Client, type_name: str, key: str, name: str) -> bool:
+    path = _path(wire.REMINDER_ROUTE, type_name, key, name)
+
+    async def attempt(timeout: float) -> Any:
+        return await _request(client, "DELETE", type_name, key, path, timeout)
+
+    body = await _retrying(client, f"cancel reminder {name!r}", attempt)
+    return bool(body["cancelled"])
+
+
+async def workflow_runs(client: Client, type_name: str, key: str) -> list[dict[str, Any]]:
+    """The actor's archived workflow runs with their lineage, oldest first."""
+    path = wire.WORKFLOWS_ROUTE.format(
+        type=urllib.parse.quote(type_name, safe=""), key=urllib.parse.quote(key, safe="")
+    )
+
+    async def attempt(timeout: float) -> Any:
+        return await _get_json(client, type_name, key, path, timeout)
+
+    body = await _retrying(client, f"workflow runs of {type_name}/{key}", attempt)
+    return list(body["runs"])

@@ -11,11 +11,13 @@ No I/O happens here: a ref only shapes arguments and hands them to its ``Client`
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from bayou.client import protocol
 from bayou.model import ActorSpec, HandlerSpec
+
+_NO_DEFAULT: Any = object()
 
 if TYPE_CHECKING:
     from bayou.client.client import Client
@@ -25,7 +27,9 @@ class ActorRef:
     """The actor ``key`` of type ``type_name``, reached through a ``Client``.
 
     Made by ``Client.ref``. Any public attribute that is not one of the ref's own
-    (``type_name``, ``key``, ``tell``, ``options``, ``handler``) is a handler:
+    (``type_name``, ``key``, ``tell``, ``options``, ``handler``, and the channel methods
+    ``get_event``, ``read_stream``, ``send``, ``reminders``, ``set_reminder``,
+    ``cancel_reminder``, ``workflow_runs``) is a handler:
     ``await ref.add(n=1)`` calls it and returns its result.
 
     * From an ``@actor`` class the handlers are known: an unknown name raises
@@ -118,6 +122,58 @@ class ActorRef:
             idempotency_key=self._idempotency_key if idempotency_key is None else idempotency_key,
             timeout=self._timeout if timeout is None else timeout,
         )
+
+    # -- events, streams, topics, reminders, workflows ------------------------------------
+
+    async def get_event(self, name: str, *, wait: float = 0.0, default: Any = _NO_DEFAULT) -> Any:
+        """The latest value of event ``name``, waiting up to ``wait`` s for a first one;
+        ``default`` (or ``NotFound``) when there is none."""
+        from bayou.client import channels
+
+        if default is _NO_DEFAULT:
+            return await channels.get_event(self._client, self.type_name, self.key, name, wait=wait)
+        return await channels.get_event(
+            self._client, self.type_name, self.key, name, wait=wait, default=default
+        )
+
+    def read_stream(self, name: str, *, after: int = -1) -> AsyncIterator[tuple[int, Any]]:
+        """``async for offset, item in ref.read_stream("log")``: each item once, in order,
+        while the stream grows, until it closes (resuming across broken connections)."""
+        from bayou.client import channels
+
+        return channels.read_stream(self._client, self.type_name, self.key, name, after=after)
+
+    async def send(self, topic: str, value: Any, *, message_id: str | None = None) -> str:
+        """Queue ``value`` on ``topic`` (a workflow of this actor takes it with
+        ``ctx.receive``); exactly once per ``message_id``."""
+        from bayou.client import channels
+
+        return await channels.send(
+            self._client, self.type_name, self.key, topic, value, message_id=message_id
+        )
+
+    async def reminders(self) -> list[dict[str, Any]]:
+        from bayou.client import channels
+
+        return await channels.reminders(self._client, self.type_name, self.key)
+
+    async def set_reminder(self, name: str, method: str, **options: Any) -> dict[str, Any]:
+        """``options``: ``due_in`` or ``due_at``, optional ``period`` and ``args``."""
+        from bayou.client import channels
+
+        return await channels.set_reminder(
+            self._client, self.type_name, self.key, name, method, **options
+        )
+
+    async def cancel_reminder(self, name: str) -> bool:
+        from bayou.client import channels
+
+        return await channels.cancel_reminder(self._client, self.type_name, self.key, name)
+
+    async def workflow_runs(self) -> list[dict[str, Any]]:
+        from bayou.client import channels
+
+        return await channels.workflow_runs(self._client, self.type_name, self.key)
 
     def handler(self, name: str) -> BoundHandler:
         """The handler ``name`` as a callable, even if the name collides with a ref attribute."""

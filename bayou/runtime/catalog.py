@@ -141,8 +141,7 @@ class Catalog:
         self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
 
     async def _collect_forever(self) -> None:
-        period = min(max(self.settings.idle_timeout / 4, 0.05), 30.0)
-        period = min(period, max(self.settings.snapshot_interval / 2, 0.05))
+        period = max(min(self.settings.idle_timeout / 4, self.settings.snapshot_interval / 2), 0.05)
         while True:
             await self.clock.sleep(period)
             try:

@@ -9,7 +9,8 @@ stops a loop between two silos that disagree for a moment (the caller gets a ret
 Forwarded requests are msgpack maps: ``{"op", "type", "key", "hops", "timeout", ...}``
 with, per op: ``call``/``tell`` — ``method, args, idem, chain``; ``event`` — ``name,
 wait``; ``stream`` — ``name, after, limit, wait``; ``reminders`` — ``action, name,
-request``.
+request``; ``inspect`` — ``activate``. ``{"op": "stats"}`` names no actor: it asks the
+silo at the other end for its own figures (the dashboard's).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from bayou.errors import BadRequest, SiloUnreachable, Unavailable
+from bayou.runtime.dashboard import STATS_OP, local_stats
+from bayou.runtime.introspection import INSPECT_OP, inspect_actor
 from bayou.runtime.transport import LinkPool
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
 
-OPS = frozenset({"call", "tell", "event", "stream", "reminders"})
+OPS = frozenset({"call", "tell", "event", "stream", "reminders", INSPECT_OP, STATS_OP})
 
 
 class Router:
@@ -51,7 +54,22 @@ class Router:
         try:
             return await self.links.request(member.address, payload, max(remaining, 0.001))
         except SiloUnreachable as exc:
-            raise Unavailable(f"owner {owner} of {what} is unreachable: {exc}") from None
+            failure = exc
+        # The owner may have just left (drained, or crashed and been declared dead): read
+        # membership now rather than at the next heartbeat, and route once more if the
+        # ring moved.
+        try:
+            await silo.agent.refresh()
+        except Exception:  # membership unreachable too: the caller retries later
+            moved_to = None
+        else:
+            partition = silo.catalog.actor_key(str(payload["type"]), str(payload["key"])).partition
+            moved_to = silo.agent.ring.owner(partition)
+        if moved_to is None or moved_to == owner:
+            raise Unavailable(f"owner {owner} of {what} is unreachable: {failure}") from None
+        if moved_to == silo.silo_id:
+            return await self.serve({**payload, "hops": hops + 1})
+        return await self.forward(moved_to, payload, deadline, hops + 1)
 
     async def serve(self, payload: Any) -> Any:
         """Handle one request that arrived over a link."""
@@ -59,6 +77,8 @@ class Router:
             raise BadRequest("malformed link request: expected a map with a known 'op'")
         silo = self._silo
         op = payload["op"]
+        if op == STATS_OP:
+            return local_stats(silo)
         try:
             type_name, key = str(payload["type"]), str(payload["key"])
             hops = int(payload.get("hops", 0))
@@ -81,6 +101,9 @@ class Router:
                     wait=float(payload.get("wait", 0)),
                     hops=hops,
                 )
+            if op == INSPECT_OP:
+                activate = bool(payload.get("activate"))
+                return await inspect_actor(silo, type_name, key, activate=activate, hops=hops)
             if op == "reminders":
                 return await silo.reminder_admin(
                     type_name, key, str(payload["action"]), payload.get("name"),

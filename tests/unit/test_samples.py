@@ -8,7 +8,7 @@ import pytest
 
 from bayou import ActorError, App, SiloSettings
 from bayou.storage import MemoryStorage
-from bayou.testing import local_silo
+from bayou.testing import FakeClock, local_silo
 from samples.app import app as samples_app
 
 
@@ -52,3 +52,77 @@ async def test_chat_history_grows_and_replay_stays_bounded() -> None:
         assert await silo.call("chat", "room", "count", {}) == 320
         # 320 records, a snapshot every 50: only the 20 after the last one are read back.
         assert silo.catalog.activations()[0].replayed == 320 % 50
+
+
+async def test_loyalty_points_expire_on_a_monthly_reminder() -> None:
+    from samples.loyalty import MONTH
+
+    clock = FakeClock()
+    # Coarse periods: a month of fake time passes in a few hundred wake-ups.
+    hours = SiloSettings(lease=7200, heartbeat_interval=3600, reminder_interval=600,
+                         idle_timeout=86400, snapshot_interval=86400)  # fmt: skip
+    async with local_silo(samples_app.with_settings(hours), clock=clock) as silo:
+        await silo.call("loyalty", "ann", "add", {"n": 300})
+        await clock.advance(MONTH - 3600)
+        assert await silo.call("loyalty", "ann", "points", {}) == 300
+        await clock.advance(7200)  # the reminder reactivates the (passivated) account
+        summary = await silo.call("loyalty", "ann", "summary", {})
+        assert (summary["points"], summary["expired"]) == (0, 300)
+        await silo.call("loyalty", "ann", "add", {"n": 5})
+        await clock.advance(MONTH)
+        assert (await silo.call("loyalty", "ann", "summary", {}))["expired"] == 305
+
+
+MESSAGES = 2_000
+
+
+async def test_chat_actor_stays_fast_at_ten_thousand_messages() -> None:
+    storage = MemoryStorage()
+    async with local_silo(samples_app, storage=storage, stop=False) as silo:
+        for i in range(1, MESSAGES + 1):
+            await silo.call("chat-actor", "big", "post", {"author": "a", "text": f"m{i}"})
+    async with local_silo(samples_app, storage=storage) as silo:
+        assert await silo.call("chat-actor", "big", "count", {}) == MESSAGES
+        page = await silo.call("chat-actor", "big", "history", {"last": 2})
+        assert [line["text"] for line in page] == [f"m{MESSAGES - 1}", f"m{MESSAGES}"]
+        # Bounded recovery: one snapshot and at most snapshot_every - 1 records replayed.
+        assert silo.catalog.activations()[0].replayed < samples_app.settings.snapshot_every
+
+
+async def test_approval_workflow() -> None:
+    async with local_silo(samples_app) as silo:
+        await silo.tell("approval", "q3", "submit", {"document": "budget"}, message_id="run-1")
+        waiting = await silo.get_event("approval", "q3", "status", 2)
+        assert waiting["value"] == {"document": "budget", "stage": "waiting"}
+        await silo.send_to_topic("approval", "q3", "decision", {"approve": True, "by": "kim"})
+        result = await silo.call(
+            "approval", "q3", "submit", {"document": "budget"}, idempotency_key="run-1", timeout=5
+        )
+        assert result == "approved"
+        assert (await silo.call("approval", "q3", "ledger", {}))["approved"] == ["budget"]
+        log = await silo.read_stream("approval", "q3", "log", after=-1)
+        assert [line for _, line in log["items"]] == [
+            "budget: submitted for approval",
+            "budget: approved by kim",
+        ]
+        assert log["closed"] is True
+
+
+async def test_batch_continues_as_new_with_lineage() -> None:
+    async with local_silo(samples_app) as silo:
+        await silo.tell(
+            "batch", "job", "run", {"start": 0, "end": 250, "chunk": 100}, message_id="j"
+        )
+        for _ in range(300):
+            runs = await silo.workflow_runs("batch", "job")
+            if runs and runs[-1]["status"] == "completed":
+                break
+            await asyncio.sleep(0.01)
+        assert [(r["run"], r["status"], r.get("continued_from")) for r in runs] == [
+            ("j", "continued", None),
+            ("j~1", "continued", "j"),
+            ("j~2", "completed", "j~1"),
+        ]
+        totals = await silo.call("batch", "job", "totals", {})
+        assert totals["processed"] == 250
+        assert totals["checksum"] == sum(i * i % 9973 for i in range(250))
