@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import os
 import signal
 import sys
 import urllib.parse
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bayou.runtime.silo import Silo
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -39,6 +41,7 @@ def load_app(target: str) -> Any:
 async def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from bayou.runtime import logs
     from bayou.runtime.settings import settings_from_env
     from bayou.runtime.silo import Silo
     from bayou.storage.factory import open_storage
@@ -68,6 +71,7 @@ async def _serve(args: argparse.Namespace) -> int:
         # A restarted process is a new silo: membership never lets a dead identity return.
         silo_id=f"{name}-{uuid.uuid4().hex[:8]}",
     )
+    logs.bind_silo(silo.silo_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,8 +89,25 @@ async def _serve(args: argparse.Namespace) -> int:
     if silo.failed.is_set():
         print(f"bayou silo {silo.silo_id} stopped serving: {silo.agent.lost}", flush=True)
         return 3
-    await silo.stop()
+    await _drain(silo)
     return 0
+
+
+async def _drain(silo: Silo) -> None:
+    """``silo.stop()``, with a bar of the activations handed off when stderr is a terminal."""
+    from bayou.progress import ProgressBar
+
+    bar = ProgressBar("draining: activations handed off", len(silo.catalog))
+    if not bar.enabled or not len(silo.catalog):
+        await silo.stop()
+        return
+    stopping = asyncio.ensure_future(silo.stop())
+    while not stopping.done():
+        bar.update(bar.total - len(silo.catalog))
+        await asyncio.wait({stopping}, timeout=0.1)
+    bar.update(bar.total - len(silo.catalog))
+    bar.close()
+    await stopping
 
 
 def _redacted(url: str) -> str:
@@ -114,9 +135,13 @@ def _env_port() -> int:
 def _silo(args: argparse.Namespace) -> int:
     import uvloop
 
-    logging.basicConfig(
-        level=os.environ.get("BAYOU_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    from bayou.runtime import logs
+
+    # JSON lines unless stderr is a terminal; BAYOU_LOG_FORMAT=json|text forces one.
+    log_format = os.environ.get("BAYOU_LOG_FORMAT", "").lower()
+    logs.configure_logging(
+        os.environ.get("BAYOU_LOG_LEVEL", "INFO"),
+        json_lines={"json": True, "text": False}.get(log_format),
     )
     code: int = uvloop.run(_serve(args))
     return code
@@ -154,6 +179,83 @@ def _call(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result))
     return 0
+
+
+async def _read_actor(args: argparse.Namespace) -> tuple[int, Any]:
+    """``GET /v1/actors/{type}/{key}`` on the silo at ``--url``: the status and the body."""
+    import aiohttp
+    import yarl
+
+    type_name, sep, key = args.target.partition("/")
+    if not sep or not key:
+        raise SystemExit(f"target must look like TYPE/KEY, got {args.target!r}")
+    quote = urllib.parse.quote  # keys are one path segment: "a/b" travels as a%2Fb
+    path = f"/v1/actors/{quote(type_name, safe='')}/{quote(key, safe='')}"
+    url = yarl.URL(args.url.rstrip("/") + path, encoded=True)
+    query = {"activate": "true"} if args.activate else {}
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, params=query, headers={"Accept": "application/json"}) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    try:
+        status, body = asyncio.run(_read_actor(args))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        print(f"cannot inspect {args.target} at {args.url}: {reason}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(json.dumps(body), file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2) if args.json else _describe_actor(body))
+    return 0
+
+
+def _describe_actor(actor: dict[str, Any]) -> str:
+    """The inspection of one actor, for a person."""
+    what = f"{actor['type']}/{actor['key']} ({actor['kind']}, partition {actor['partition']})"
+    rows = [("actor", what)]
+    owner = actor.get("owner")
+    if owner:
+        rows.append(("owner", f"{owner['silo']} at {owner['address']}"))
+    status = str(actor.get("status"))
+    if actor.get("epoch") is not None:
+        status += f", epoch {actor['epoch']}"
+    if actor.get("idle_seconds") is not None:
+        status += f", idle {actor['idle_seconds']:.1f}s"
+    rows.append(("status", status))
+    if "seq" in actor:
+        journal = f"seq {actor['seq']}, snapshot at {actor['snapshot_seq']}, "
+        journal += f"{actor['journal_length']} records since"
+        if actor.get("replayed_on_load") is not None:
+            journal += f" (replayed {actor['replayed_on_load']} on load)"
+        rows.append(("journal", journal))
+    if "inbox" in actor:
+        rows.append(("inbox", f"{actor['inbox']} tells waiting"))
+    reminders = actor.get("reminders") or []
+    if reminders or "reminders" in actor:
+        rows.append(("reminders", ", ".join(r["name"] for r in reminders) or "none"))
+    if actor.get("workflow_runs"):
+        rows.append(("workflows", ", ".join(actor["workflow_runs"])))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    if actor.get("kind") != "stateless":
+        source = actor.get("state_source")
+        note = {
+            "memory": "",
+            "snapshot": " (from the last snapshot: the records since are not applied; "
+            "--activate to load it)",
+            "none": " (never written: a first call starts from the default state)",
+        }.get(str(source), "")
+        lines.append(f"state{note}:")
+        lines.append(json.dumps(actor.get("state"), indent=2, ensure_ascii=False))
+    return "\n".join(lines)
 
 
 async def _read_status(args: argparse.Namespace) -> list[list[str]]:
@@ -253,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--idempotency-key")
     call.add_argument("--timeout", type=float, default=30.0)
     call.set_defaults(run=_call)
+
+    inspect = commands.add_parser(
+        "inspect", help="show an actor: owner, status, journal, state (bayou inspect counter/k)"
+    )
+    inspect.add_argument("target", help="TYPE/KEY")
+    inspect.add_argument("--url", default=os.environ.get("BAYOU_URL", DEFAULT_URL))
+    inspect.add_argument(
+        "--activate", action="store_true", help="load the actor if it is not in memory"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the JSON document")
+    inspect.add_argument("--timeout", type=float, default=30.0)
+    inspect.set_defaults(run=_inspect)
 
     # Listed for --help only: main() hands `bayou bench ...` to the harness's own parser.
     commands.add_parser(

@@ -24,6 +24,11 @@ TOPIC_ROUTE: Final = "/v1/actors/{type}/{key}/topics/{topic}"
 WORKFLOWS_ROUTE: Final = "/v1/actors/{type}/{key}/workflows"
 CLUSTER_ROUTE: Final = "/v1/cluster"
 OPENAPI_ROUTE: Final = "/v1/openapi.json"
+# Operations: introspection of one actor (GET), Prometheus metrics, the dashboard and its data.
+ACTOR_ROUTE: Final = "/v1/actors/{type}/{key}"
+METRICS_ROUTE: Final = "/metrics"
+DASHBOARD_ROUTE: Final = "/dashboard"
+DASHBOARD_DATA_ROUTE: Final = "/v1/dashboard.json"
 
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 # Seconds the caller is prepared to wait for a reply; the silo answers 504 past it.

@@ -69,6 +69,9 @@ def build_http_app(silo: Silo) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get(wire.CLUSTER_ROUTE, _cluster)
     app.router.add_get(wire.OPENAPI_ROUTE, _openapi)
+    from bayou.runtime.http_ops import mount_operations  # it imports this module
+
+    mount_operations(app)
     LinkServer(silo.router.serve).mount(app)
     return app
 

@@ -32,6 +32,7 @@ from bayou.placement.agent import MembershipAgent
 from bayou.placement.membership import Membership, SiloDeclaredDead
 from bayou.placement.memory_membership import MemoryMembership
 from bayou.placement.ownership import PartitionOwnership
+from bayou.runtime import metrics
 from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
@@ -112,7 +113,10 @@ class Silo:
 
     @property
     def address(self) -> str:
-        return f"http://{self.advertise_host}:{self.port}"
+        host = self.advertise_host
+        if ":" in host and not host.startswith("["):  # an IPv6 literal
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def owns_partition(self, partition: int) -> bool:
         return self.agent.ring.owner(partition) == self.silo_id
@@ -191,6 +195,10 @@ class Silo:
             await self.rebalancer.settle()
         await self.catalog.stop()  # 40
         await self.ownership.release_all()
+        if self.agent.lost is None and not self.standalone:
+            # Peers learn that we left within a heartbeat; until then they may still send
+            # calls here, which we forward to the new owners instead of refusing.
+            await asyncio.sleep(2 * self.settings.heartbeat_interval)
 
     async def _close(self) -> None:
         await self.rebalancer.stop()
@@ -260,6 +268,30 @@ class Silo:
         ``chain`` lists the actors whose exclusive turns wait on this call (deadlock
         detection); it travels with the call when it is forwarded."""
         spec, handler = self.resolve(type_name, method)
+        if hops:  # measured where it entered the cluster
+            return await self._call(spec, handler, key, args, idempotency_key, timeout, hops, chain)
+        telemetry = metrics.telemetry_of(self)
+        started = metrics.now()
+        try:
+            result = await self._call(spec, handler, key, args, idempotency_key, timeout, 0, chain)
+        except BaseException as exc:
+            telemetry.call_failed(type_name, method, key, started, exc)
+            raise
+        telemetry.call_done(type_name, method, started)
+        return result
+
+    async def _call(
+        self,
+        spec: ActorSpec,
+        handler: HandlerSpec,
+        key: str,
+        args: dict[str, Any],
+        idempotency_key: str | None,
+        timeout: float | None,
+        hops: int,
+        chain: tuple[str, ...],
+    ) -> Any:
+        type_name, method = spec.type_name, handler.name
         kwargs = validate(spec, handler, args)
         deadline = self._deadline(timeout)
         if spec.is_stateless:  # always local: the work spreads over the silos called
@@ -303,6 +335,29 @@ class Silo:
                 message_id=message_id, timeout=timeout, hops=hops,
             )  # fmt: skip
         spec, handler = self.resolve(type_name, method)
+        if hops:  # measured where it entered the cluster
+            return await self._tell(spec, handler, key, args, message_id, timeout, hops, reminder)
+        telemetry = metrics.telemetry_of(self)
+        try:
+            result = await self._tell(spec, handler, key, args, message_id, timeout, 0, reminder)
+        except BaseException as exc:
+            telemetry.tell_failed(type_name, method, key, exc)
+            raise
+        telemetry.tell_done(type_name, method)
+        return result
+
+    async def _tell(
+        self,
+        spec: ActorSpec,
+        handler: HandlerSpec,
+        key: str,
+        args: dict[str, Any],
+        message_id: str | None,
+        timeout: float | None,
+        hops: int,
+        reminder: Reminder | None,
+    ) -> str:
+        type_name, method = spec.type_name, handler.name
         if handler.kind == "query":
             raise BadRequest(f"{type_name}.{method} is a query; only exclusive handlers take tells")
         if spec.is_stateless:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from bayou import Actor, App, SiloSettings, actor
 from samples.chat import Chat
@@ -22,6 +23,10 @@ class Probe(Actor[CounterState]):
     async def sleep(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
+
+    async def note(self, message: str) -> None:
+        """Log a warning from inside a turn (the silo log must name the actor and turn)."""
+        logging.getLogger("tests.probe").warning("note: %s", message)
 
 
 app = App(
