@@ -4,6 +4,9 @@ The contrast with ``samples.chat`` (an entity with one kv entry per message): he
 state is one pydantic model, every ``post`` is a journaled turn, and a snapshot every
 ``snapshot_every`` records bounds what an activation replays, so a conversation with
 10,000 messages reactivates by loading one snapshot and replaying at most a few records.
+The price of an in-memory state: each turn works on a private copy of it (so a failed
+turn changes nothing), which grows with the history; past a few thousand messages per
+conversation, the entity version is the better fit.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class ChatActor(Actor[Conversation]):
     ) -> int:
         """Append a message; returns how many there are."""
         self.state.lines.append(Line(author=author, text=text))
+        return len(self.state.lines)
+
+    async def import_lines(self, lines: list[Line] = Field(max_length=1000)) -> int:
+        """Append a batch of messages (say, a conversation moved from elsewhere)."""
+        self.state.lines.extend(lines)
         return len(self.state.lines)
 
     @query
