@@ -11,6 +11,8 @@ conversation, the entity version is the better fit.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from bayou import Actor, actor, query
@@ -34,7 +36,7 @@ class ChatActor(Actor[Conversation]):
         self.state.lines.append(Line(author=author, text=text))
         return len(self.state.lines)
 
-    async def import_lines(self, lines: list[Line] = Field(max_length=1000)) -> int:
+    async def import_lines(self, lines: Annotated[list[Line], Field(max_length=1000)]) -> int:
         """Append a batch of messages (say, a conversation moved from elsewhere)."""
         self.state.lines.extend(lines)
         return len(self.state.lines)
