@@ -53,3 +53,13 @@ bench-peers: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bayou-data
+
+# The chaos suite (tests/chaos): a fault every few seconds under load from several client
+# processes, then every history checked. `make chaos` is the short run the test suite also
+# does (under 3 minutes, every kind of fault); `make chaos DURATION=600` injects faults for
+# ten minutes; SEED=N replays a schedule. Reports land in bayou-data/chaos/.
+DURATION ?=
+SEED ?=
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos $(if $(DURATION),--duration $(DURATION)) $(if $(SEED),--seed $(SEED))

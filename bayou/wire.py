@@ -73,11 +73,39 @@ def encode_body(value: Any, media_type: str) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+MAX_NESTING: Final = 64  # containers within containers an argument may have
+
+
 def decode_body(data: bytes, media_type: str) -> Any:
-    """Parse a body; raises ValueError on malformed input."""
+    """Parse a body; raises ValueError on malformed input (including NaN and Infinity,
+    which are not JSON, and nesting deeper than ``MAX_NESTING``)."""
     if media_type == MSGPACK:
         try:
-            return codec.unpack(data)
+            value = codec.unpack(data)
         except Exception as exc:  # msgpack raises several unrelated types
             raise ValueError(f"malformed msgpack: {exc}") from None
-    return json.loads(data)
+    else:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    check_nesting(value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_nesting(value: Any, limit: int = MAX_NESTING) -> None:
+    """ValueError if ``value`` nests containers deeper than ``limit`` (checked without
+    recursion, so a hostile body cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            raise ValueError(f"arguments nest deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)

@@ -8,12 +8,26 @@ and before its state becomes the actor's. Queries run at once against committed 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from decimal import Decimal
+from enum import Enum
+from types import UnionType
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
+from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -64,6 +78,7 @@ from bayou.storage.contract import (
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Reminder,
     Snapshot,
@@ -98,7 +113,46 @@ _SNAPSHOT = object()  # mailbox item asking for a snapshot between turns
 
 
 class Activation:
-    """An actor (or entity) instance in memory, and everything needed to run its turns."""
+    """An actor (or entity) instance in memory, and everything needed to run its turns.
+
+    A silo holds up to millions of idle activations, so an activation is slotted and makes
+    its mailbox, kv cache, outbox, timers, locks, events and futures only when first used:
+    an idle one is little more than its identity, its state and its dedup window.
+    """
+
+    __slots__ = (
+        "_busy",
+        "_closed",
+        "_inbox_ids",
+        "_kv_cache",
+        "_loaded",
+        "_outbox",
+        "_pending_steps",
+        "_queue",
+        "_quiet",
+        "_quiet_event",
+        "_run_steps",
+        "_run_waiters",
+        "_runs",
+        "_stream_metas",
+        "_timers",
+        "_turn_lock",
+        "_worker",
+        "actor_key",
+        "catalog",
+        "clock",
+        "dedup",
+        "fence",
+        "instance",
+        "key",
+        "last_snapshot",
+        "last_used",
+        "replayed",
+        "seq",
+        "snapshot_seq",
+        "spec",
+        "status",
+    )
 
     def __init__(self, catalog: Catalog, spec: ActorSpec, key: str, actor_key: ActorKey) -> None:
         self.catalog = catalog
@@ -117,61 +171,156 @@ class Activation:
         self.replayed = 0
         self.last_used = self.clock.monotonic()
         self.last_snapshot = self.last_used
-        self.kv_cache = KVCache(settings.kv_cache_entries)
-        self._queue: deque[tuple[Any, asyncio.Future[Any]]] = deque()
+        self._kv_cache: KVCache | None = None
+        self._queue: deque[tuple[Any, asyncio.Future[Any]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._busy = 0  # queries and tell acceptances in flight
-        self._quiet = asyncio.Event()
-        self._quiet.set()
-        self._inbox_ids: set[str] = set()
-        self._pending_steps: dict[str, list[Step]] = {}
-        self._stream_metas: dict[str, StreamMeta] = {}
-        self.outbox = Outbox(self)
-        self.timers = Timers(self)
+        # Quiet: no worker and nothing in flight. The event exists only while awaited.
+        self._quiet = True
+        self._quiet_event: asyncio.Event | None = None
+        self._inbox_ids: set[str] | None = None
+        self._pending_steps: dict[str, list[Step]] | None = None
+        self._stream_metas: dict[str, StreamMeta] | None = None
+        self._outbox: Outbox | None = None
+        self._timers: Timers | None = None
         # Exclusive turns and running workflows' code between their durable waits.
-        self.turn_lock = asyncio.Lock()
-        self.runs: dict[str, WorkflowRun] = {}
-        self._run_steps: dict[str, list[Step]] = {}  # recorded steps of runs not yet resumed
-        self._run_waiters: dict[str, list[asyncio.Future[Any]]] = {}
-        self.instance.__dict__["_bayou_timers"] = self.timers
-        self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turn_lock: asyncio.Lock | None = None
+        self._runs: dict[str, WorkflowRun] | None = None
+        self._run_steps: dict[str, list[Step]] | None = None  # steps of runs not yet resumed
+        self._run_waiters: dict[str, list[asyncio.Future[Any]]] | None = None
+        self._loaded: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self.instance.__dict__["_bayou_timers"] = _LazyTimers(self)
 
     def __repr__(self) -> str:
         return f"<Activation {self.actor_key} {self.status} seq={self.seq}>"
+
+    # -- made on first use -----------------------------------------------------------------
+
+    @property
+    def kv_cache(self) -> KVCache:
+        cache = self._kv_cache
+        if cache is None:
+            cache = self._kv_cache = KVCache(self.catalog.settings.kv_cache_entries)
+        return cache
+
+    @property
+    def outbox(self) -> Outbox:
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = Outbox(self)
+        return outbox
+
+    @property
+    def timers(self) -> Timers:
+        timers = self._timers
+        if timers is None:
+            timers = self._timers = Timers(self)
+        return timers
+
+    @property
+    def turn_lock(self) -> asyncio.Lock:
+        lock = self._turn_lock
+        if lock is None:
+            lock = self._turn_lock = asyncio.Lock()
+        return lock
+
+    @property
+    def runs(self) -> dict[str, WorkflowRun]:
+        """Running workflow runs by id."""
+        runs = self._runs
+        if runs is None:
+            runs = self._runs = {}
+        return runs
+
+    @property
+    def run_steps(self) -> dict[str, list[Step]]:
+        steps = self._run_steps
+        if steps is None:
+            steps = self._run_steps = {}
+        return steps
+
+    @property
+    def inbox_ids(self) -> set[str]:
+        ids = self._inbox_ids
+        if ids is None:
+            ids = self._inbox_ids = set()
+        return ids
+
+    @property
+    def loaded(self) -> asyncio.Future[None]:
+        """Resolved when the load ends: with None, or with the load's failure."""
+        fut = self._loaded
+        if fut is None:
+            fut = self._loaded = asyncio.get_running_loop().create_future()
+            if self.status != "loading":
+                fut.set_result(None)
+        return fut
+
+    def load_finished(self, error: BaseException | None = None) -> None:
+        """Tell whoever waits for the load (``loaded``) how it ended."""
+        if error is None:
+            if self._loaded is not None and not self._loaded.done():
+                self._loaded.set_result(None)
+            self._loaded = None  # its waiters hold it; later askers get a resolved one
+            return
+        fut = self._loaded
+        if fut is None or fut.done():
+            fut = self._loaded = asyncio.get_running_loop().create_future()
+        if isinstance(error, Exception):
+            fut.set_exception(error)
+            fut.exception()  # retrieved: waiters got it via shield
+        else:
+            fut.cancel()
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Resolved once the activation is closed."""
+        fut = self._closed
+        if fut is None:
+            fut = self._closed = asyncio.get_running_loop().create_future()
+            if self.status == "closed":
+                fut.set_result(None)
+        return fut
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Claim the partition, rebuild state from snapshot + journal, queue waiting tells."""
-        storage = self.catalog.storage
         self.fence = await self.catalog.ownership.fence(self.actor_key.partition)
-        snapshot = await storage.read_snapshot(self.actor_key)
+        # Snapshot, journal after it, pending steps and inbox: one round trip.
+        stored = await self.catalog.storage.load_actor(self.actor_key)
+        snapshot = stored.snapshot
         state: Any = None
         if snapshot is not None:
             body = SnapshotBody.decode(snapshot.data)
             self.dedup.load(body.dedup)
-            self._run_steps = {run: list(steps) for run, steps in body.workflows.items()}
+            if body.workflows:
+                self._run_steps = {run: list(steps) for run, steps in body.workflows.items()}
             self.seq = self.snapshot_seq = snapshot.seq
             state = body.state
         if self.spec.state_model is not None:
             assert isinstance(self.instance, Actor)
             self.instance._committed = self._initial_state(self.spec.state_model, state)
-        records = await storage.read_journal(self.actor_key, self.seq)
+        records = [record for record in stored.journal if record.seq > self.seq]
         resend: list[OutgoingTell] = []
         for record in records:
             resend += await self._replay(record)
         self.replayed = len(records)
-        for invocation, steps in (await storage.steps_pending(self.actor_key)).items():
-            self._pending_steps[invocation] = [codec.unpack(step) for step in steps]
-        for message in await storage.inbox_read(self.actor_key):
+        if stored.steps:
+            self._pending_steps = {
+                invocation: [codec.unpack(step) for step in steps]
+                for invocation, steps in stored.steps.items()
+            }
+        for message in stored.inbox:
             self._queue_tell(message)
         await self.instance.on_activate()
         self.status = "active"
         self.last_snapshot = self.last_used = self.clock.monotonic()
         # Tells of records since the snapshot may not have left before a crash; receivers
         # recognise their ids, so sending them again is safe.
-        self.outbox.send(resend)
+        if resend:
+            self.outbox.send(resend)
         self._start_worker()
 
     def _initial_state(self, model: type[BaseModel], data: Any) -> BaseModel:
@@ -189,8 +338,8 @@ class Activation:
         """Re-run one record's handler with its recorded steps; returns its tells."""
         record = InvocationRecord.decode(stored.data)
         if record.kind == "segment" and record.run is not None:
-            self._run_steps.setdefault(record.run, []).extend(record.steps)
-        elif record.kind == "workflow" and record.run is not None:
+            self.run_steps.setdefault(record.run, []).extend(record.steps)
+        elif record.kind == "workflow" and record.run is not None and self._run_steps:
             self._run_steps.pop(record.run, None)
         if (
             record.kind == "call"
@@ -248,13 +397,14 @@ class Activation:
                 # Running workflows are durable up to their last segment: stop them (their
                 # start message stays in the inbox) so the next activation resumes them.
                 await self._stop_runs()
-                while not self._quiet.is_set():
-                    await self._quiet.wait()
+                await self._until_quiet()
                 await self.instance.on_deactivate()
-                self.timers.cancel_all()
+                if self._timers is not None:
+                    self._timers.cancel_all()
                 # Records whose tells are not out yet stay in the journal, to be sent again
                 # by the next activation; so snapshot only once the outbox is empty.
-                if await self.outbox.wait_idle(OUTBOX_DRAIN_WAIT):
+                outbox = self._outbox
+                if outbox is None or await outbox.wait_idle(OUTBOX_DRAIN_WAIT):
                     await self.snapshot()
             except FencedWrite:
                 self.catalog.ownership.forget(self.actor_key.partition)
@@ -267,18 +417,21 @@ class Activation:
 
     def _close(self, reason: BaseException | None = None) -> None:
         self.status = "closed"
-        self.timers.cancel_all()
-        for run in list(self.runs.values()):
+        if self._timers is not None:
+            self._timers.cancel_all()
+        for run in list(self._runs.values()) if self._runs else ():
             if run.task is not None:
                 run.task.cancel()
-        self.outbox.stop()
-        while self._queue:
-            _, fut = self._queue.popleft()
+        if self._outbox is not None:
+            self._outbox.stop()
+        queue = self._queue
+        while queue:
+            _, fut = queue.popleft()
             if not fut.done():
                 fut.set_exception(reason or Unavailable(f"{self.actor_key} was deactivated"))
         self.catalog.forget(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     def abandon(self) -> None:
         """Stop at once without writing anything (a simulated crash)."""
@@ -293,23 +446,25 @@ class Activation:
         self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
 
     def is_idle(self) -> bool:
-        return (
-            self.status == "active" and self._quiet.is_set() and not self._queue and not self.runs
-        )
+        return self.status == "active" and self._quiet and not self._queue and not self._runs
 
     def close_after_storage_error(self, exc: BaseException) -> None:
         log.warning("%s: storage failed (%s); reloading on next use", self, exc)
         self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
 
     async def _stop_runs(self) -> None:
-        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        if not self._runs:
+            return
+        # Keep each run's committed steps before cancelling it: a cancelled run removes
+        # itself from the activation on its way out.
+        for run in list(self._runs.values()):
+            committed = run.ctx.steps[: run.ctx.persisted] if run.ctx is not None else run.recorded
+            self.run_steps[run.run_id] = committed
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        for run in list(self.runs.values()):
-            if run.ctx is not None:
-                self._run_steps[run.run_id] = run.ctx.steps[: run.ctx.persisted]
         self.runs.clear()
 
     # -- the mailbox -----------------------------------------------------------------------
@@ -319,6 +474,13 @@ class Activation:
         if self.status != "active":
             raise Unavailable(f"{self.actor_key} is {self.status}")
         return self._enqueue(message)
+
+    def _retry_later(self, message: Message, delay: float = 0.5) -> None:
+        def requeue() -> None:
+            if self.status == "active":
+                self._enqueue(message)
+
+        asyncio.get_running_loop().call_later(delay, requeue)
 
     def post_timer_tick(self, method: str, args: dict[str, Any]) -> bool:
         """Queue a timer's turn; False once the activation is going away."""
@@ -335,21 +497,26 @@ class Activation:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # A caller that timed out no longer awaits its future; consume its outcome here.
         fut.add_done_callback(_consume)
-        self._queue.append((item, fut))
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append((item, fut))
         if self.status != "loading":
             self._start_worker()
         return fut
 
     def _start_worker(self) -> None:
         if self._worker is None and self._queue:
-            self._quiet.clear()
+            self._set_quiet(False)
             self._worker = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         active = False  # whether a turn other than a timer tick ran (idle time)
+        queue = self._queue
+        assert queue is not None
         try:
-            while self._queue and self.status != "closed":
-                item, fut = self._queue.popleft()
+            while queue and self.status != "closed":
+                item, fut = queue.popleft()
                 active = active or not (isinstance(item, Message) and item.tick)
                 if item is _SNAPSHOT:
                     await self._guarded(self.snapshot, fut)
@@ -361,8 +528,13 @@ class Activation:
                         fut.set_result(None)
                     continue
                 try:
-                    async with self.turn_lock:
+                    if self._turn_lock is None and not self._runs:
+                        # No workflow run exists (each takes the lock before its code
+                        # runs), and only this loop starts one: nothing to exclude.
                         result = await self._turn(item)
+                    else:
+                        async with self.turn_lock:
+                            result = await self._turn(item)
                 except FencedWrite:
                     if not fut.done():
                         fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
@@ -381,6 +553,10 @@ class Activation:
                         fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
                     if not isinstance(exc, Exception):
                         raise
+                    if isinstance(exc, RETRYABLE) and item.inbox_id is not None:
+                        # A stored tell whose turn failed for reasons outside the handler:
+                        # it stays in the inbox, so try it again shortly.
+                        self._retry_later(item)
                 else:
                     if not fut.done():
                         fut.set_result(result)
@@ -390,6 +566,8 @@ class Activation:
             self._worker = None
             if active:
                 self.last_used = self.clock.monotonic()
+            if not queue:
+                self._queue = None  # an idle activation keeps no mailbox
             self._update_quiet()
 
     async def _guarded(self, action: Callable[[], Any], fut: asyncio.Future[Any] | None) -> None:
@@ -406,10 +584,23 @@ class Activation:
         self._update_quiet()
 
     def _update_quiet(self) -> None:
-        if self._worker is None and self._busy == 0:
-            self._quiet.set()
-        else:
-            self._quiet.clear()
+        self._set_quiet(self._worker is None and self._busy == 0)
+
+    def _set_quiet(self, quiet: bool) -> None:
+        self._quiet = quiet
+        event = self._quiet_event
+        if event is not None:
+            if quiet:
+                event.set()
+            else:
+                event.clear()
+
+    async def _until_quiet(self) -> None:
+        while not self._quiet:
+            if self._quiet_event is None:
+                self._quiet_event = asyncio.Event()  # not set: we are not quiet
+            await self._quiet_event.wait()
+        self._quiet_event = None
 
     # -- turns -----------------------------------------------------------------------------
 
@@ -429,17 +620,17 @@ class Activation:
                         {"field": "Idempotency-Key"},
                     )
                 return seen.outcome.unwrap()
-        if message.inbox_id is not None:
+        if message.inbox_id is not None and self._inbox_ids:
             self._inbox_ids.discard(message.inbox_id)
         if message.method == SEND_METHOD:
             await self._append_to_topic(message)
             return None
         handler = self.spec.handlers[message.method]
         invocation = key or uuid.uuid4().hex
-        resumed = self._pending_steps.pop(invocation, None)
+        resumed = self._pending_steps.pop(invocation, None) if self._pending_steps else None
         working = None
         if isinstance(self.instance, Actor):
-            working = self.instance._committed.model_copy(deep=True)
+            working = working_copy(self.instance._committed)
         ctx = InvocationContext(
             self,
             invocation,
@@ -452,9 +643,9 @@ class Activation:
             outcome = await self._execute(ctx, handler, message)
         except BaseException:
             if ctx.persisted:
-                self._pending_steps[invocation] = ctx.steps[: ctx.persisted]
+                self._keep_steps(invocation, ctx.steps[: ctx.persisted])
             if message.inbox_id is not None:
-                self._inbox_ids.add(message.inbox_id)
+                self.inbox_ids.add(message.inbox_id)
             raise
         return await self._commit(message, ctx, outcome, print_, had_steps=bool(resumed))
 
@@ -513,9 +704,9 @@ class Activation:
             outcome=outcome,
             committed_at=now,
             idempotency_key=message.idempotency_key,
-            outbox=[tell.to_record() for tell in outgoing],
+            outbox=[tell.to_record() for tell in outgoing] if outgoing else [],
         )
-        reminders = dict(effects.reminders) if ok else {}
+        reminders = dict(effects.reminders) if ok and effects.reminders else {}
         fired = message.reminder
         if fired is not None and fired.name not in reminders:
             due = next_due(fired, now)
@@ -533,29 +724,41 @@ class Activation:
             await self.catalog.committer.submit(commit)
         except StorageError:
             if ctx.persisted:
-                self._pending_steps[ctx.invocation_id] = ctx.steps[: ctx.persisted]
+                self._keep_steps(ctx.invocation_id, ctx.steps[: ctx.persisted])
             if message.inbox_id is not None:
-                self._inbox_ids.add(message.inbox_id)
+                self.inbox_ids.add(message.inbox_id)
             raise
         self.seq = seq
         if ok:
             if isinstance(self.instance, Actor) and ctx.working_state is not None:
                 self.instance._committed = ctx.working_state
-            self.kv_cache.apply(kv_writes)
-            self._published(effects, metas, appends, outgoing)
+            if kv_writes:
+                self.kv_cache.apply(kv_writes)
+            if effects:
+                self._published(effects, metas, appends, outgoing)
         if message.idempotency_key is not None and print_ is not None:
             self.dedup.add(message.idempotency_key, DedupEntry(self.seq, print_, outcome, now))
         return outcome.unwrap()
 
+    def _keep_steps(self, invocation: str, steps: list[Step]) -> None:
+        if self._pending_steps is None:
+            self._pending_steps = {}
+        self._pending_steps[invocation] = steps
+
     async def _stream_metas_of(self, names: set[str]) -> dict[str, StreamMeta]:
         """Copies of the named streams' metadata (read once, then kept per activation)."""
-        missing = [name for name in names if name not in self._stream_metas]
+        if not names:
+            return {}
+        if self._stream_metas is None:
+            self._stream_metas = {}
+        known = self._stream_metas
+        missing = [name for name in names if name not in known]
         if missing:
             keys = [stream_meta_key(name) for name in missing]
             stored = await self.catalog.storage.kv_get(self.actor_key, keys)
             for name, key in zip(missing, keys, strict=True):
-                self._stream_metas[name] = StreamMeta.decode(stored.get(key))
-        return {name: replace(self._stream_metas[name]) for name in names}
+                known[name] = StreamMeta.decode(stored.get(key))
+        return {name: replace(known[name]) for name in names}
 
     def _published(
         self,
@@ -565,13 +768,17 @@ class Activation:
         outgoing: list[OutgoingTell],
     ) -> None:
         """After a commit: wake readers of what it wrote, and send its tells."""
-        self._stream_metas.update(metas)
+        if metas:
+            if self._stream_metas is None:
+                self._stream_metas = {}
+            self._stream_metas.update(metas)
         channels = self.catalog.channels
         for name in effects.events:
             channels.published_event(self.actor_key, name)
         for append in appends:
             channels.published_stream(self.actor_key, append)
-        self.outbox.send(outgoing)
+        if outgoing:
+            self.outbox.send(outgoing)
 
     async def persist_steps(self, ctx: InvocationContext) -> None:
         """Make the steps recorded so far durable before the handler goes past a side effect."""
@@ -603,7 +810,9 @@ class Activation:
 
     async def snapshot(self) -> None:
         """Write the committed state and dedup window at ``seq``; trims the journal."""
-        if self.seq == self.snapshot_seq or self.fence is None or not self.outbox.idle():
+        if self.seq == self.snapshot_seq or self.fence is None:
+            return
+        if self._outbox is not None and not self._outbox.idle():
             return
         now = self.clock.time()
         self.dedup.prune(now)
@@ -611,8 +820,8 @@ class Activation:
         if isinstance(self.instance, Actor):
             state = self.instance._committed.model_dump(mode="json")
         seq = self.seq
-        running = dict(self._run_steps)
-        for run in self.runs.values():
+        running = dict(self._run_steps or {})
+        for run in (self._runs or {}).values():
             if run.ctx is not None:
                 running[run.run_id] = run.ctx.steps[: run.ctx.persisted]
             else:
@@ -636,7 +845,7 @@ class Activation:
         if self.status not in ("active", "deactivating"):
             raise Unavailable(f"{self.actor_key} is {self.status}")
         self._busy += 1
-        self._quiet.clear()
+        self._set_quiet(False)
         ctx = InvocationContext(self, uuid.uuid4().hex, mode="query")
         token = current_invocation.set(ctx)
         try:
@@ -666,26 +875,26 @@ class Activation:
                     {"field": "Idempotency-Key"},
                 )
             return
-        if message_id in self._inbox_ids:
+        inbox_ids = self.inbox_ids
+        if message_id in inbox_ids:
             return
-        self._inbox_ids.add(message_id)
+        inbox_ids.add(message_id)
         self._busy += 1
-        self._quiet.clear()
+        self._set_quiet(False)
         try:
             body: dict[str, Any] = {"m": message.method, "a": message.args}
             if message.reminder is not None:
                 fired = message.reminder
                 body["r"] = [fired.name, fired.due, fired.period, fired.data]
             data = codec.pack(body)
-            await self.catalog.storage.inbox_put(
-                self.actor_key, self.fence, InboxMessage(message_id, data)
-            )
-        except FencedWrite:
-            self.catalog.metrics["fenced_writes"] += 1
+            # Group-committed with the other tells (and turns) of this loop turn.
+            put = InboxPut(self.actor_key, self.fence, InboxMessage(message_id, data))
+            await self.catalog.committer.submit_inbox(put)
+        except FencedWrite:  # counted by the committer
             self.lose_ownership()
             raise Unavailable(f"{self.actor_key} moved to another silo; retry") from None
         except BaseException:
-            self._inbox_ids.discard(message_id)
+            inbox_ids.discard(message_id)
             raise
         finally:
             self._busy -= 1
@@ -695,7 +904,7 @@ class Activation:
 
     def _queue_tell(self, stored: InboxMessage) -> None:
         body = codec.unpack(stored.data)
-        self._inbox_ids.add(stored.id)
+        self.inbox_ids.add(stored.id)
         fired = None
         if "r" in body:
             name, due, period, target = body["r"]
@@ -725,11 +934,12 @@ class Activation:
         if run_id in self.runs:
             return
         if message.inbox_id is not None:
-            self._inbox_ids.discard(message.inbox_id)
-        run = WorkflowRun(self, message, self._run_steps.pop(run_id, []))
-        run.waiters.extend(self._run_waiters.pop(run_id, []))
+            self.inbox_ids.discard(message.inbox_id)
+        run = WorkflowRun(self, message, self.run_steps.pop(run_id, []))
+        if self._run_waiters:
+            run.waiters.extend(self._run_waiters.pop(run_id, []))
         self.runs[run_id] = run
-        self._quiet.clear()
+        self._set_quiet(False)
         run.start()
 
     def await_run(self, run_id: str, print_: str) -> asyncio.Future[Any]:
@@ -746,6 +956,8 @@ class Activation:
         elif run_id in self.runs:
             self.runs[run_id].waiters.append(fut)
         else:
+            if self._run_waiters is None:
+                self._run_waiters = {}
             self._run_waiters.setdefault(run_id, []).append(fut)
         return fut
 
@@ -886,14 +1098,127 @@ class Activation:
         commit = Commit(self.actor_key, self.fence, journal, writes, inbox_ack=message.inbox_id)
         await self.catalog.committer.submit(commit)
         self.seq = seq
-        if message.inbox_id is not None:
+        if message.inbox_id is not None and self._inbox_ids:
             self._inbox_ids.discard(message.inbox_id)
         if message.idempotency_key is not None:
             print_ = fingerprint(message.method, message.args)
             entry = DedupEntry(seq, print_, Outcome(), self.clock.time())
             self.dedup.add(message.idempotency_key, entry)
-        for run in self.runs.values():
+        for run in (self._runs or {}).values():
             run.topic_arrived(topic)
+
+
+class _LazyTimers:
+    """What an actor instance holds as its timers (``ActorBase.set_timer``): the
+    activation's ``Timers``, made on the first call, so an actor without timers has none."""
+
+    __slots__ = ("_activation",)
+
+    def __init__(self, activation: Activation) -> None:
+        self._activation = activation
+
+    def names(self) -> list[str]:
+        timers = self._activation._timers
+        return [] if timers is None else timers.names()
+
+    def set(
+        self, name: str, delay: float, method: str, args: dict[str, Any], period: float | None
+    ) -> None:
+        self._activation.timers.set(name, delay, method, args, period)
+
+    def cancel(self, name: str) -> bool:
+        timers = self._activation._timers
+        return False if timers is None else timers.cancel(name)
+
+
+# -- copy-on-write of the state ------------------------------------------------------------
+#
+# A turn runs on a copy of the committed state, so a handler that fails (or whose commit
+# fails) leaves the committed state untouched. A deep copy is the safe default. A shallow
+# copy (new object, new ``__dict__``, the same field values) is as safe when every field
+# value is immutable: the handler can then only rebind fields of its copy, never change a
+# value the committed state shares. Whether a model *can* be copied shallowly is decided
+# once per class, from its field annotations; every turn then still checks that the values
+# actually held are of immutable types (a handler may have stored, say, a list in a field
+# annotated ``tuple``), and deep-copies when one is not.
+
+_ATOMIC: frozenset[type] = frozenset(
+    {int, float, bool, str, bytes, complex, type(None), Decimal, UUID}
+    | {dt.date, dt.datetime, dt.time, dt.timedelta, dt.timezone}
+)
+_shallow_models: dict[type[BaseModel], bool] = {}
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def working_copy(state: _M) -> _M:
+    """The private copy of ``state`` a turn works on (shallow when that is as safe)."""
+    cls = type(state)
+    shallow = _shallow_models.get(cls)
+    if shallow is None:
+        shallow = _shallow_models[cls] = _immutable_model(cls, set())
+    if shallow and _immutable_values(state):
+        # What ``model_copy()`` does, without its generality (about half its cost).
+        copy = cls.__new__(cls)
+        _set(copy, "__dict__", state.__dict__.copy())
+        _set(copy, "__pydantic_fields_set__", state.__pydantic_fields_set__.copy())
+        _set(copy, "__pydantic_extra__", state.__pydantic_extra__)  # None: no extras allowed
+        _set(copy, "__pydantic_private__", state.__pydantic_private__)  # None: no private
+        return copy
+    return state.model_copy(deep=True)
+
+
+_set = object.__setattr__
+
+
+def _immutable_model(cls: type[BaseModel], seen: set[type]) -> bool:
+    """Whether every field of ``cls`` is annotated with an immutable type, and the model
+    keeps nothing beside its fields (no private attributes, no extra fields)."""
+    if cls.__private_attributes__ or cls.model_config.get("extra") == "allow":
+        return False
+    if cls in seen:
+        return False  # recursive models: not worth proving
+    seen = seen | {cls}
+    return all(_immutable_type(f.annotation, seen) for f in cls.model_fields.values())
+
+
+def _immutable_type(tp: Any, seen: set[type]) -> bool:
+    if tp in _ATOMIC:
+        return True
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _immutable_type(get_args(tp)[0], seen)
+    if origin is Literal:
+        return all(type(v) in _ATOMIC or isinstance(v, Enum) for v in get_args(tp))
+    if origin in (Union, UnionType):
+        return all(_immutable_type(arg, seen) for arg in get_args(tp))
+    if origin in (tuple, frozenset):
+        return all(arg is Ellipsis or _immutable_type(arg, seen) for arg in get_args(tp))
+    if isinstance(tp, type):
+        if issubclass(tp, Enum):
+            return True
+        if issubclass(tp, BaseModel):
+            return bool(tp.model_config.get("frozen")) and _immutable_model(tp, seen)
+    return False
+
+
+def _immutable_values(state: BaseModel) -> bool:
+    for value in state.__dict__.values():
+        if type(value) not in _ATOMIC and not _immutable_value(value):
+            return False
+    return True
+
+
+def _immutable_value(value: Any) -> bool:
+    tp = type(value)
+    if tp in _ATOMIC:
+        return True
+    if tp is tuple or tp is frozenset:
+        return all(_immutable_value(v) for v in value)
+    if isinstance(value, Enum):
+        return True
+    if isinstance(value, BaseModel):
+        return bool(tp.model_config.get("frozen")) and _immutable_values(value)
+    return False
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

@@ -89,13 +89,9 @@ class Catalog:
                             f"activating {activation.actor_key} failed: {exc}",
                             {"exception": type(exc).__name__},
                         )
-                    if isinstance(exc, Exception):
-                        activation.loaded.set_exception(exc)
-                        activation.loaded.exception()  # retrieved: waiters got it via shield
-                    else:
-                        activation.loaded.cancel()
+                    activation.load_finished(exc)
                     raise exc from None
-                activation.loaded.set_result(None)
+                activation.load_finished()
                 self.metrics["activations"] += 1
                 return activation
             if activation.status == "active":

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bayou import codec
 from bayou.errors import CallTimeout, InvalidArguments, UnknownActorType, UnknownMethod
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.runtime.app import App
@@ -29,7 +30,20 @@ def resolve(app: App, type_name: str, method: str) -> tuple[ActorSpec, HandlerSp
 
 
 def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments validated against the handler's type hints, or InvalidArguments."""
+    """Keyword arguments validated against the handler's type hints, or InvalidArguments.
+
+    Arguments must also fit the journal (msgpack): an integer beyond 64 bits or a string
+    with a lone surrogate is refused here, naming the field, rather than failing at commit.
+    """
+    for name, value in args.items():
+        try:
+            codec.pack(value)
+        except (OverflowError, UnicodeEncodeError, TypeError, ValueError) as exc:
+            raise InvalidArguments(
+                f"invalid arguments for {spec.type_name}.{handler.name}: {name}: cannot be "
+                f"recorded ({type(exc).__name__}: {exc})",
+                [{"field": str(name), "message": f"cannot be recorded: {exc}"}],
+            ) from None
     try:
         return handler.validate_args(args)
     except ValidationError as exc:

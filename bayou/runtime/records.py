@@ -105,23 +105,30 @@ class DedupEntry:
     at: float
 
 
+# The entries of every window that has none yet: shared, never written (``add`` replaces it).
+_NO_ENTRIES: dict[str, DedupEntry] = {}
+
+
 @dataclass(slots=True)
 class DedupWindow:
     """The recorded outcome of recent keyed invocations, kept across snapshots.
 
     Bounded by count and by age: an entry is dropped only once it is both beyond the newest
     ``size`` entries and older than ``max_age`` seconds... unless ``size`` is exceeded tenfold,
-    which bounds memory even under a burst of keys.
+    which bounds memory even under a burst of keys. A window gets a dict of its own with
+    its first entry: most idle activations have none.
     """
 
     size: int
     max_age: float
-    entries: dict[str, DedupEntry] = field(default_factory=dict)
+    entries: dict[str, DedupEntry] = field(default_factory=lambda: _NO_ENTRIES)
 
     def get(self, key: str) -> DedupEntry | None:
         return self.entries.get(key)
 
     def add(self, key: str, entry: DedupEntry) -> None:
+        if self.entries is _NO_ENTRIES:
+            self.entries = {}
         self.entries[key] = entry
 
     def prune(self, now: float) -> None:
@@ -144,7 +151,7 @@ class DedupWindow:
 
     def load(self, rows: list[Any]) -> None:
         for key, seq, fp, reply, error, at in rows:
-            self.entries[key] = DedupEntry(seq, fp, Outcome(reply, error), at)
+            self.add(key, DedupEntry(seq, fp, Outcome(reply, error), at))
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from bayou.errors import BadRequest, SiloUnreachable, Unavailable
 from bayou.runtime.dashboard import STATS_OP, local_stats
 from bayou.runtime.introspection import INSPECT_OP, inspect_actor
 from bayou.runtime.transport import LinkPool
+from bayou.wire import IDEMPOTENCY_KEY, check_nesting, key_problem
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
@@ -81,6 +82,18 @@ class Router:
             return local_stats(silo)
         try:
             type_name, key = str(payload["type"]), str(payload["key"])
+            # The link is a front door too (the client's fast path): the same checks as HTTP.
+            problem, field = key_problem(key), "key"
+            idem = payload.get("idem")
+            if problem is None and idem is not None:
+                field = IDEMPOTENCY_KEY
+                if isinstance(idem, str):
+                    problem = key_problem(idem, IDEMPOTENCY_KEY)
+                else:
+                    problem = f"{IDEMPOTENCY_KEY} must be a string"
+            if problem is not None:
+                raise BadRequest(problem, {"field": field})
+            check_nesting(payload.get("args"))
             hops = int(payload.get("hops", 0))
             if hops > 0:
                 self.received += 1

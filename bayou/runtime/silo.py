@@ -50,6 +50,8 @@ from bayou.wire import partition_of
 
 log = logging.getLogger("bayou.silo")
 
+CLOSE_BUDGET = 10.0  # seconds to close HTTP, links, commits and stores after the drain
+
 
 class Silo:
     """One silo process's runtime: ``start()``, serve, then ``stop()`` (or fail-stop)."""
@@ -183,8 +185,18 @@ class Silo:
             )
         except Exception:
             log.exception("drain failed; leaving the rest to the next owners")
-        await self.agent.leave()  # 30
-        await self._close()
+        # Leaving and closing are bounded too, so a silo always exits within
+        # drain_timeout + CLOSE_BUDGET (the Kubernetes grace period allows for it), even
+        # when Redis is unreachable at that moment: what is not closed cleanly is what a
+        # crash would leave, and the journal covers it.
+        try:
+            await asyncio.wait_for(self.agent.leave(), 3.0)  # 30
+        except Exception:  # a timeout, or membership unreachable
+            log.warning("could not mark silo %s dead; its lease will expire", self.silo_id)
+        try:
+            await asyncio.wait_for(self._close(), CLOSE_BUDGET)
+        except TimeoutError:
+            log.error("closing did not finish in %.0fs; exiting anyway", CLOSE_BUDGET)
 
     async def _drain(self) -> None:
         if self.agent.lost is None:

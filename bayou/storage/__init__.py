@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from bayou.storage.contract import (
     ActorKey,
+    ActorLoad,
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Ownership,
     Reminder,
@@ -38,10 +40,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ActorKey",
+    "ActorLoad",
     "Commit",
     "Fence",
     "GroupCommitter",
     "InboxMessage",
+    "InboxPut",
     "JournalRecord",
     "MemoryStorage",
     "Ownership",

@@ -12,6 +12,8 @@ import abc
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bayou.errors import FencedWrite
+
 
 @dataclass(frozen=True, slots=True)
 class ActorKey:
@@ -99,6 +101,27 @@ class Commit:
     reminders: Mapping[str, Reminder | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class InboxPut:
+    """One ``inbox_put`` of a batch (``Storage.inbox_put_many``)."""
+
+    actor: ActorKey
+    fence: Fence
+    message: InboxMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ActorLoad:
+    """Everything an activation reads from storage: the latest snapshot (None if none),
+    the journal records after it, the pending steps of uncommitted invocations (as
+    ``steps_pending``) and the waiting inbox messages (as ``inbox_read``)."""
+
+    snapshot: Snapshot | None
+    journal: list[JournalRecord]
+    steps: dict[str, list[bytes]]
+    inbox: list[InboxMessage]
+
+
 class Storage(abc.ABC):
     """One store for everything an actor makes durable. Backends: memory, sqlite, redis."""
 
@@ -167,6 +190,24 @@ class Storage(abc.ABC):
     async def inbox_put(self, actor: ActorKey, fence: Fence, message: InboxMessage) -> bool:
         """Store a message unless one with the same id is already there; True if stored now."""
 
+    async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
+        """``inbox_put`` of each, independently; one result per put, in order: True if
+        stored now, False if a message with that id was waiting already, or the put's
+        ``FencedWrite``. A backend failure raises instead (puts before it may have landed:
+        each is idempotent by message id, so the caller retries them all).
+
+        The group committer sends the tells accepted in one loop turn here together. This
+        default puts them one after another; a backend overrides it to write them in one
+        round trip (one transaction).
+        """
+        results: list[bool | BaseException] = []
+        for put in batch:
+            try:
+                results.append(await self.inbox_put(put.actor, put.fence, put.message))
+            except FencedWrite as exc:
+                results.append(exc)
+        return results
+
     @abc.abstractmethod
     async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
         """Waiting messages in the order they were stored."""
@@ -217,3 +258,19 @@ class Storage(abc.ABC):
         Read once at activation, so a retried invocation resumes from its steps without a
         storage read per call.
         """
+
+    # -- activation ------------------------------------------------------------------------
+
+    async def load_actor(self, actor: ActorKey) -> ActorLoad:
+        """What an activation needs, read together: the snapshot, the journal after it,
+        pending steps and the inbox.
+
+        This default reads them one after another (four calls); a backend overrides it to
+        read them in one round trip, and one consistent view, where it can. Only the
+        actor's owner writes them, and not while it loads, so the default is consistent too.
+        """
+        snapshot = await self.read_snapshot(actor)
+        journal = await self.read_journal(actor, 0 if snapshot is None else snapshot.seq)
+        steps = await self.steps_pending(actor)
+        inbox = await self.inbox_read(actor)
+        return ActorLoad(snapshot, journal, steps, inbox)

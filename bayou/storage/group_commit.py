@@ -3,24 +3,28 @@
 Every commit submitted during one event-loop turn joins the same batch; while a batch is
 being written, new submissions wait for the next one. With at most one flush in flight
 the store sees one transaction (one fsync) per flush instead of one per invocation.
+Accepted tells (inbox puts) are batched the same way, into one ``Storage.inbox_put_many``
+per flush, written alongside the batch's commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from bayou.errors import BayouError, FencedWrite, StorageError
-from bayou.storage.contract import Commit, Storage
+from bayou.storage.contract import Commit, InboxPut, Storage
 
-_Pending = tuple[Commit, asyncio.Future[None]]
+_Pending = tuple[Commit | InboxPut, asyncio.Future[Any]]
 
 
 class GroupCommitter:
     """Batches ``submit`` calls into ``storage.commit``; each submitter gets its own outcome.
 
-    ``batches_flushed`` and ``commits_flushed`` count the batches handed to the store and
-    the commits they held, whatever their outcome. The committer never closes ``storage``.
+    ``batches_flushed``, ``commits_flushed`` and ``inbox_flushed`` count the batches handed
+    to the store and the commits and inbox puts they held, whatever their outcome. The
+    committer never closes ``storage``.
     """
 
     def __init__(self, storage: Storage, max_batch: int = 512) -> None:
@@ -30,6 +34,7 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.batches_flushed = 0
         self.commits_flushed = 0
+        self.inbox_flushed = 0
         # Commits storage refused because their fence no longer held, counted here so that a
         # rejection is seen even when its submitter was cancelled meanwhile.
         self.fenced = 0
@@ -48,12 +53,20 @@ class GroupCommitter:
 
         If the caller is cancelled the commit may still land: once queued it is not recalled.
         """
+        await self._submit(commit)
+
+    async def submit_inbox(self, put: InboxPut) -> bool:
+        """Store ``put``'s message (as ``Storage.inbox_put``: True if stored now, False if it
+        was waiting already); raises its ``FencedWrite`` or ``StorageError`` if it failed."""
+        return bool(await self._submit(put))
+
+    async def _submit(self, item: Commit | InboxPut) -> Any:
         if self._closed:
             raise StorageError("group committer is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((commit, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         self._schedule()
-        await future
+        return await future
 
     async def close(self) -> None:
         """Refuse new submissions and wait until everything submitted has been flushed."""
@@ -85,18 +98,29 @@ class GroupCommitter:
 
     async def _flush(self, batch: Sequence[_Pending]) -> None:
         self.batches_flushed += 1
-        self.commits_flushed += len(batch)
+        commits = [(c, f) for c, f in batch if not isinstance(c, InboxPut)]
+        puts = [(p, f) for p, f in batch if isinstance(p, InboxPut)]
+        self.commits_flushed += len(commits)
+        self.inbox_flushed += len(puts)
         try:
-            outcomes = await self._write([commit for commit, _ in batch])
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if puts and commits:
+                results = await asyncio.gather(
+                    self._write([c for c, _ in commits]), self._put([p for p, _ in puts])
+                )
+                outcomes = [*results[0], *results[1]]
+            elif puts:
+                outcomes = list(await self._put([p for p, _ in puts]))
+            else:
+                outcomes = list(await self._write([c for c, _ in commits]))
+            for (_, future), outcome in zip([*commits, *puts], outcomes, strict=True):
                 if isinstance(outcome, FencedWrite):
                     self.fenced += 1
                 if future.done():  # the submitter was cancelled
                     continue
-                if outcome is None:
-                    future.set_result(None)
-                else:
+                if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
         except asyncio.CancelledError:
             # The loop is shutting down mid-write: the outcome is unknown to everyone.
             self._fail(batch, StorageError("group commit cancelled; outcome unknown"))
@@ -122,6 +146,23 @@ class GroupCommitter:
                 f"storage returned {len(outcomes)} outcomes for {len(commits)} commits"
             )
             return [error] * len(commits)
+        return outcomes
+
+    async def _put(self, puts: list[InboxPut]) -> Sequence[BaseException | bool]:
+        """The store's per-put outcomes; a failure of the whole call becomes each one's."""
+        try:
+            outcomes = await self.storage.inbox_put_many(puts)
+        except asyncio.CancelledError:
+            raise
+        except BayouError as exc:
+            return [exc] * len(puts)
+        except Exception as exc:
+            error = StorageError(f"storage inbox put failed: {exc!r}")
+            error.__cause__ = exc
+            return [error] * len(puts)
+        if len(outcomes) != len(puts):
+            error = StorageError(f"storage returned {len(outcomes)} outcomes for {len(puts)} puts")
+            return [error] * len(puts)
         return outcomes
 
     @staticmethod

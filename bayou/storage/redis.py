@@ -16,7 +16,8 @@ Reminders follow the rules shared by every backend (``bayou.storage.memory``). E
 twice, changed together by one script: its definition in the actor's ``rm`` hash (what
 ``reminders_of`` reads) and its entry in the partition's ``rd`` sorted set, scored by due
 time (what ``reminders_due`` reads). ``reminders_due`` merges the requested partitions'
-index ranges (``EarliestDue``) in rounds of one pipeline each: every partition first sends
+index ranges (``EarliestDue``) in rounds of one round trip each (one script run on a
+single Redis, a pipeline on Redis Cluster): every partition first sends
 its earliest few entries (``ZRANGEBYSCORE ... LIMIT``), and only partitions that may still
 hold one of the ``limit`` earliest are asked for more, so the entries read stay near
 ``limit`` plus a few per partition however many are due; then one more pipeline reads the
@@ -44,9 +45,11 @@ from bayou.errors import StorageError
 from bayou.storage import redis_scripts as scripts
 from bayou.storage.contract import (
     ActorKey,
+    ActorLoad,
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Ownership,
     Reminder,
@@ -119,7 +122,40 @@ def make_client(url: str) -> redis.asyncio.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name="bayou-storage",
     )
+    _pack_with_hiredis(pool)
     return redis.asyncio.Redis.from_pool(pool)
+
+
+def _pack_with_hiredis(pool: redis.asyncio.ConnectionPool) -> None:
+    """Have the pool's connections pack commands with hiredis (C), as redis-py's sync
+    client does. Its asyncio connections pack in Python, copying the growing buffer once
+    per argument: a group commit of a few hundred turns (thousands of arguments) spent
+    more time being packed than being run. Without hiredis the pool is left as it is."""
+    try:
+        from redis.utils import HIREDIS_AVAILABLE
+    except ImportError:  # pragma: no cover - a redis-py without it: keep its own packing
+        return
+    if HIREDIS_AVAILABLE:
+        base = pool.connection_class
+        packing = _PACKING.get(base)
+        if packing is None:
+            packing = _PACKING[base] = _hiredis_packing(base)
+        pool.connection_class = packing
+
+
+_PACKING: dict[type[Any], type[Any]] = {}  # connection class -> its hiredis-packing subclass
+
+
+def _hiredis_packing(base: type[Any]) -> type[Any]:
+    from redis.connection import HiredisRespSerializer
+
+    serializer = HiredisRespSerializer()
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        packed: list[bytes] = serializer.pack(*args)
+        return packed
+
+    return type(f"HiredisPacking{base.__name__}", (base,), {"pack_command": pack_command})
 
 
 class RedisStorage(Storage):
@@ -129,6 +165,11 @@ class RedisStorage(Storage):
     the caller supply a configured client (it must use ``decode_responses=False``); such a
     client is the caller's to close. Otherwise ``open()`` builds one from ``url`` and
     ``close()`` closes it; a closed store refuses calls until opened again.
+
+    A group commit is one script run for the whole batch (``COMMIT_MANY``) unless the client
+    is a Redis Cluster client (a batch spans hash slots), where it is one ``COMMIT`` run per
+    commit in one pipeline; ``batch_commits`` overrides the choice (which also picks how
+    ``reminders_due`` reads many partitions: one script run, or a pipeline).
     """
 
     def __init__(
@@ -138,10 +179,14 @@ class RedisStorage(Storage):
         *,
         client: redis.asyncio.Redis | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        batch_commits: bool | None = None,
     ) -> None:
         self.url = url
         self.keys = KeySpace(cluster)
         self.timeout = timeout
+        # One script run per group commit (single Redis) or one per commit (Redis Cluster);
+        # None decides by the client's type when the first batch is written.
+        self.batch_commits = batch_commits
         self._given = client
         self._client: redis.asyncio.Redis | None = None
 
@@ -221,7 +266,9 @@ class RedisStorage(Storage):
     # -- journal ---------------------------------------------------------------------------
 
     async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
-        """Every commit is one script run; all of them travel in one pipeline."""
+        """The whole batch in one round trip: on a single Redis one ``COMMIT_MANY`` run
+        (one script call for every commit); on Redis Cluster, whose scripts may touch one
+        hash slot only, one ``COMMIT`` run per commit, all in one pipeline."""
         results: list[BaseException | None] = [None] * len(batch)
         sent: list[int] = []
         calls: list[scripts.Call] = []
@@ -238,14 +285,24 @@ class RedisStorage(Storage):
                 sent.append(i)
                 calls.append(self._commit_call(one))
         async with self._session("commit") as client:
-            replies = await scripts.run_many(client, scripts.COMMIT, calls) if calls else []
+            if not calls:
+                replies: list[Any] = []
+            elif self._single_node(client):
+                replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls)
+            else:
+                replies = await scripts.run_many(client, scripts.COMMIT, calls)
         for i, reply in zip(sent, replies, strict=True):
             one = batch[i]
             results[i] = scripts.outcome(reply, one.actor, one.fence, one.record.seq)
         return results
 
+    def _single_node(self, client: object) -> bool:
+        if self.batch_commits is None:
+            self.batch_commits = not _is_cluster(client)
+        return self.batch_commits
+
     def _commit_call(self, commit: Commit) -> scripts.Call:
-        keys = self.keys.actor(commit.actor)
+        keys, member = self.keys.commit_keys(commit.actor)
         sets: list[bytes | str] = []
         deletes: list[str] = []
         for k, v in commit.kv_writes.items():
@@ -265,7 +322,7 @@ class RedisStorage(Storage):
             *_fence_args(commit.fence),
             str(commit.record.seq),
             bytes(commit.record.data),
-            keys.member,
+            member,
             "0" if commit.inbox_ack is None else "1",
             commit.inbox_ack or "",
             "0" if commit.clear_steps is None else "1",
@@ -279,7 +336,7 @@ class RedisStorage(Storage):
             str(len(cancels) // 2),
             *cancels,
         ]
-        return keys.all(), args
+        return keys, args
 
     async def read_journal(self, actor: ActorKey, after_seq: int = 0) -> list[JournalRecord]:
         key = self.keys.journal(actor)
@@ -345,6 +402,32 @@ class RedisStorage(Storage):
                 args,
             )
         return bool(scripts.check(reply, fence)[1])
+
+    async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
+        """One ``INBOX_PUT`` run per message, all in one pipeline (one round trip)."""
+        results: list[bool | BaseException] = [False] * len(batch)
+        sent: list[int] = []
+        calls: list[scripts.Call] = []
+        for i, put in enumerate(batch):
+            actor, fence = put.actor, put.fence
+            if actor.partition != fence.partition:
+                results[i] = scripts.wrong_partition(actor, fence)
+                continue
+            keys = self.keys.actor(actor)
+            args = [*_fence_args(fence), put.message.id, bytes(put.message.data), keys.member]
+            sent.append(i)
+            calls.append(((keys.own, keys.inbox, keys.inbox_order, keys.inboxes), args))
+        async with self._session("inbox_put_many") as client:
+            replies = await scripts.run_many(client, scripts.INBOX_PUT, calls) if calls else []
+            for i, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply  # the script failed: a backend failure (StorageError)
+                fence = batch[i].fence
+                if scripts.status(reply) == scripts.FENCED:
+                    results[i] = scripts.fenced_write(fence, reply)
+                else:
+                    results[i] = bool(scripts.check(reply, fence)[1])
+        return results
 
     async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
         async with self._session("inbox_read") as client:
@@ -468,6 +551,19 @@ class RedisStorage(Storage):
         merge: EarliestDue[bytes] = EarliestDue(partitions, limit)
         max_score = score(until).decode()
         while ranges := merge.ranges():
+            if self._single_node(client):
+                # A single Redis: the round in one script run (a silo polls all of its
+                # partitions every second; a pipeline of a thousand commands costs the
+                # silo tens of milliseconds of CPU to build and parse).
+                keys = [self.keys.reminder_index(p) for p, _, _ in ranges]
+                args: list[Any] = [max_score]
+                for _, offset, count in ranges:
+                    args += (offset, count)
+                rows = await scripts.run(client, scripts.EARLIEST_DUE, keys, args)
+                merge.add(
+                    [[(float(row[i + 1]), row[i]) for i in range(0, len(row), 2)] for row in rows]
+                )
+                continue
             pipe = client.pipeline(transaction=False)
             for p, offset, count in ranges:
                 pipe.zrangebyscore(
@@ -490,18 +586,58 @@ class RedisStorage(Storage):
         """
         async with self._session(what) as client:
             fields = cast(dict[bytes, bytes], await client.hgetall(self.keys.steps(actor)))
-            by_invocation: dict[str, dict[int, bytes]] = {}
-            for name, data in fields.items():
-                invocation, index = decode_step_field(name)
-                by_invocation.setdefault(invocation, {})[index] = data
-        pending: dict[str, list[bytes]] = {}
-        for invocation, steps in by_invocation.items():
-            contiguous: list[bytes] = []
-            while len(contiguous) in steps:
-                contiguous.append(steps[len(contiguous)])
-            if contiguous:
-                pending[invocation] = contiguous
-        return pending
+            return _pending_steps(fields)
+
+    # -- activation ------------------------------------------------------------------------
+
+    async def load_actor(self, actor: ActorKey) -> ActorLoad:
+        """One MULTI/EXEC pipeline (one round trip, one instant) reads the snapshot, the
+        journal, the pending steps and the inbox; a journal longer than a page (snapshots
+        keep it short) is read on in pages after it."""
+        keys = self.keys.actor(actor)
+        async with self._session("load_actor") as client:
+            pipe = client.pipeline(transaction=True)
+            pipe.hmget(keys.snapshot, [b"seq", b"data"])
+            pipe.xrange(keys.journal, b"-", b"+", count=_JOURNAL_PAGE)
+            pipe.hgetall(keys.steps)
+            pipe.zrange(keys.inbox_order, 0, -1)
+            pipe.hgetall(keys.inbox)
+            (seq, data), page, steps, ids, payloads = await pipe.execute()
+            snapshot = None if seq is None else Snapshot(int(seq), _bytes(data))
+            after = 0 if snapshot is None else snapshot.seq
+            journal = [
+                JournalRecord(s, fields[b"d"])
+                for eid, fields in cast(_Entries, page)
+                if (s := journal_seq(eid)) > after
+            ]
+            pending = _pending_steps(steps)
+            inbox = [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
+        if len(page) == _JOURNAL_PAGE:
+            journal += await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
+        return ActorLoad(snapshot, journal, pending, inbox)
+
+
+def _pending_steps(fields: dict[bytes, bytes]) -> dict[str, list[bytes]]:
+    """Every invocation's steps from index 0 up to the first gap; those without 0 left out."""
+    by_invocation: dict[str, dict[int, bytes]] = {}
+    for name, data in fields.items():
+        invocation, index = decode_step_field(name)
+        by_invocation.setdefault(invocation, {})[index] = data
+    pending: dict[str, list[bytes]] = {}
+    for invocation, steps in by_invocation.items():
+        contiguous: list[bytes] = []
+        while len(contiguous) in steps:
+            contiguous.append(steps[len(contiguous)])
+        if contiguous:
+            pending[invocation] = contiguous
+    return pending
+
+
+def _is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (imported lazily: most runs never need it)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def _redacted(url: str) -> str:

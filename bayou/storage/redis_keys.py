@@ -236,13 +236,22 @@ class KeySpace:
             raise ValueError(f"cluster name {cluster!r} must be non-empty and free of '{{}}'")
         self.cluster = cluster
         self._cluster = cluster.encode()
+        self._prefixes: dict[int, bytes] = {}  # partition -> b"bayou:{c:p}:"
 
     def tag(self, partition: int) -> bytes:
         """``{cluster:partition}``: Redis hashes only this part of every key below."""
         return b"{%s:%d}" % (self._cluster, partition)
 
+    def _prefix(self, partition: int) -> bytes:
+        prefix = self._prefixes.get(partition)
+        if prefix is None:
+            prefix = b"%s:%s:" % (PREFIX, self.tag(partition))
+            if len(self._prefixes) < 65536:  # partitions are few (1024 by default)
+                self._prefixes[partition] = prefix
+        return prefix
+
     def _partition_key(self, partition: int, suffix: bytes) -> bytes:
-        return b"%s:%s:%s" % (PREFIX, self.tag(partition), suffix)
+        return self._prefix(partition) + suffix
 
     def owner(self, partition: int) -> bytes:
         """Hash ``{silo, epoch}``; no TTL."""
@@ -257,7 +266,7 @@ class KeySpace:
         return self._partition_key(partition, b"rd")
 
     def _actor_key(self, actor: ActorKey, kind: bytes) -> bytes:
-        return b"%s:%s" % (self._partition_key(actor.partition, kind), encode_actor(actor))
+        return b"%s%s:%s" % (self._prefix(actor.partition), kind, encode_actor(actor))
 
     def journal(self, actor: ActorKey) -> bytes:
         """Stream of records, ids ``<seq>-1``; no TTL, trimmed by snapshots."""
@@ -291,6 +300,26 @@ class KeySpace:
     def reminders(self, actor: ActorKey) -> bytes:
         """Hash reminder name -> reminder value; no TTL, emptied by cancels."""
         return self._actor_key(actor, b"rm")
+
+    def commit_keys(self, actor: ActorKey) -> tuple[tuple[bytes, ...], bytes]:
+        """``(self.actor(actor).all(), member)``, built with as little work as a commit can
+        afford (this runs once per journaled turn)."""
+        p = self._prefix(actor.partition)
+        a = b":" + encode_actor(actor)
+        keys = (
+            p + b"own",
+            p + b"inboxes",
+            p + b"j" + a,
+            p + b"s" + a,
+            p + b"kv" + a,
+            p + b"in" + a,
+            p + b"iq" + a,
+            p + b"st" + a,
+            p + b"jx" + a,
+            p + b"rm" + a,
+            p + b"rd",
+        )
+        return keys, a[1:]
 
     def actor(self, actor: ActorKey) -> ActorKeys:
         return ActorKeys(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from bayou.errors import FencedWrite, StorageError
 from bayou.storage.contract import ActorKey, Fence
@@ -27,6 +27,7 @@ from bayou.storage.contract import ActorKey, Fence
 OK = 0
 FENCED = 1
 DUPLICATE = 2
+FAILED = 3  # COMMIT_MANY only: the commit's own script error, {3, message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,95 +88,136 @@ return 1
     ).encode(),
 )
 
+# The body of one commit, as a Lua function of its KEYS and ARGV (parameters that shadow the
+# globals, so the same text serves the one-commit and the many-commit script).
 # KEYS: own, inboxes, journal, snapshot, kv, inbox, inbox_order, steps, journal_scratch,
 # reminders, reminder_index (ActorKeys.all()).
 # ARGV: silo, epoch, seq, data, member, has_ack, ack, has_clear, step_prefix,
 #       n_set, (kv key, value) * n_set, n_del, kv key * n_del,
 #       n_remind, (name, reminder member, due score, reminder value) * n_remind,
 #       n_cancel, (name, reminder member) * n_cancel.
-COMMIT = LuaScript(
-    "commit",
-    (
-        _FENCE
-        + """
-local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
-if err then return err end
-local seq = tonumber(ARGV[3])
-local id = ARGV[3] .. '-1'
-local snap = redis.call('HGET', KEYS[4], 'seq')
--- A seq at or below the snapshot existed once and was trimmed: still a duplicate.
-if snap and seq <= tonumber(snap) then return {2} end
-if #redis.call('XRANGE', KEYS[3], id, id) > 0 then return {2} end
+_APPLY_COMMIT = (
+    _FENCE
+    + """
+local function apply_commit(KEYS, ARGV)
+  local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+  if err then return err end
+  local seq = tonumber(ARGV[3])
+  local id = ARGV[3] .. '-1'
+  local snap = redis.call('HGET', KEYS[4], 'seq')
+  -- A seq at or below the snapshot existed once and was trimmed: still a duplicate.
+  if snap and seq <= tonumber(snap) then return {2} end
+  if #redis.call('XRANGE', KEYS[3], id, id) > 0 then return {2} end
 
--- Validated: from here on only writes that cannot fail.
-local added = redis.pcall('XADD', KEYS[3], id, 'd', ARGV[4])
-if type(added) == 'table' and added.err then
-  -- seq is new but below the stream's last id (records committed out of order). Streams
-  -- only append (and XDEL leaves tombstones that XTRIM MINID trips over), so write the
-  -- whole journal in order into a fresh stream and rename it over the old one.
-  redis.call('DEL', KEYS[9])
-  local inserted = false
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
-    if not inserted and tonumber(string.match(entry[1], '^%d+')) > seq then
-      redis.call('XADD', KEYS[9], id, 'd', ARGV[4])
-      inserted = true
+  -- Validated: from here on only writes that cannot fail.
+  local added = redis.pcall('XADD', KEYS[3], id, 'd', ARGV[4])
+  if type(added) == 'table' and added.err then
+    -- seq is new but below the stream's last id (records committed out of order). Streams
+    -- only append (and XDEL leaves tombstones that XTRIM MINID trips over), so write the
+    -- whole journal in order into a fresh stream and rename it over the old one.
+    redis.call('DEL', KEYS[9])
+    local inserted = false
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
+      if not inserted and tonumber(string.match(entry[1], '^%d+')) > seq then
+        redis.call('XADD', KEYS[9], id, 'd', ARGV[4])
+        inserted = true
+      end
+      redis.call('XADD', KEYS[9], entry[1], unpack(entry[2]))
     end
-    redis.call('XADD', KEYS[9], entry[1], unpack(entry[2]))
+    if not inserted then redis.call('XADD', KEYS[9], id, 'd', ARGV[4]) end
+    redis.call('RENAME', KEYS[9], KEYS[3])
   end
-  if not inserted then redis.call('XADD', KEYS[9], id, 'd', ARGV[4]) end
-  redis.call('RENAME', KEYS[9], KEYS[3])
-end
 
--- Chunks keep unpack() well under Lua's C stack limit.
-local chunk = 1000
-local i = 10
-local n_set = tonumber(ARGV[i])
-i = i + 1
-local stop = i + 2 * n_set - 1
-for first = i, stop, 2 * chunk do
-  redis.call('HSET', KEYS[5], unpack(ARGV, first, math.min(first + 2 * chunk - 1, stop)))
-end
-i = stop + 1
-local n_del = tonumber(ARGV[i])
-i = i + 1
-stop = i + n_del - 1
-for first = i, stop, chunk do
-  redis.call('HDEL', KEYS[5], unpack(ARGV, first, math.min(first + chunk - 1, stop)))
-end
-i = stop + 1
-
--- Reminders: a definition and its index entry change together; ZADD moves a replaced one.
-local n_remind = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n_remind do
-  redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 3])
-  redis.call('ZADD', KEYS[11], ARGV[i + 2], ARGV[i + 1])
-  i = i + 4
-end
-local n_cancel = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n_cancel do
-  redis.call('HDEL', KEYS[10], ARGV[i])
-  redis.call('ZREM', KEYS[11], ARGV[i + 1])
-  i = i + 2
-end
-
-if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], ARGV[7]) == 1 then
-  redis.call('ZREM', KEYS[7], ARGV[7])
-  if redis.call('HLEN', KEYS[6]) == 0 then redis.call('SREM', KEYS[2], ARGV[5]) end
-end
-
-if ARGV[8] == '1' then
-  local prefix = ARGV[9]
-  local doomed = {}
-  for _, f in ipairs(redis.call('HKEYS', KEYS[8])) do
-    if string.sub(f, 1, #prefix) == prefix then doomed[#doomed + 1] = f end
+  -- Chunks keep unpack() well under Lua's C stack limit.
+  local chunk = 1000
+  local i = 10
+  local n_set = tonumber(ARGV[i])
+  i = i + 1
+  local stop = i + 2 * n_set - 1
+  for first = i, stop, 2 * chunk do
+    redis.call('HSET', KEYS[5], unpack(ARGV, first, math.min(first + 2 * chunk - 1, stop)))
   end
-  for first = 1, #doomed, chunk do
-    redis.call('HDEL', KEYS[8], unpack(doomed, first, math.min(first + chunk - 1, #doomed)))
+  i = stop + 1
+  local n_del = tonumber(ARGV[i])
+  i = i + 1
+  stop = i + n_del - 1
+  for first = i, stop, chunk do
+    redis.call('HDEL', KEYS[5], unpack(ARGV, first, math.min(first + chunk - 1, stop)))
   end
+  i = stop + 1
+
+  -- Reminders: a definition and its index entry change together; ZADD moves a replaced one.
+  local n_remind = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, n_remind do
+    redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 3])
+    redis.call('ZADD', KEYS[11], ARGV[i + 2], ARGV[i + 1])
+    i = i + 4
+  end
+  local n_cancel = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, n_cancel do
+    redis.call('HDEL', KEYS[10], ARGV[i])
+    redis.call('ZREM', KEYS[11], ARGV[i + 1])
+    i = i + 2
+  end
+
+  if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], ARGV[7]) == 1 then
+    redis.call('ZREM', KEYS[7], ARGV[7])
+    if redis.call('HLEN', KEYS[6]) == 0 then redis.call('SREM', KEYS[2], ARGV[5]) end
+  end
+
+  if ARGV[8] == '1' then
+    local prefix = ARGV[9]
+    local doomed = {}
+    for _, f in ipairs(redis.call('HKEYS', KEYS[8])) do
+      if string.sub(f, 1, #prefix) == prefix then doomed[#doomed + 1] = f end
+    end
+    for first = 1, #doomed, chunk do
+      redis.call('HDEL', KEYS[8], unpack(doomed, first, math.min(first + chunk - 1, #doomed)))
+    end
+  end
+  return {0}
 end
-return {0}
+"""
+)
+
+# One commit: KEYS and ARGV as ``_APPLY_COMMIT`` takes them. Used where one script run may
+# only touch one hash slot (Redis Cluster), one run per commit, all in one pipeline.
+COMMIT = LuaScript("commit", (_APPLY_COMMIT + "return apply_commit(KEYS, ARGV)\n").encode())
+
+# Many commits in one run, on a single Redis (the keys of a batch span slots, which Redis
+# Cluster refuses). KEYS: the 11 keys of each commit in turn. ARGV: for each commit its
+# argument count, then its ARGV. Each commit runs under pcall, so one that fails (a redis
+# error after it validated, as a key of the wrong type) fails alone, as it would in its
+# own script run; its reply is {3, message}. Replies: one per commit, in order.
+COMMIT_MANY = LuaScript(
+    "commit_many",
+    (
+        _APPLY_COMMIT
+        + """
+local replies = {}
+local a = 0
+local k = 0
+local n = 0
+while a < #ARGV do
+  local count = tonumber(ARGV[a + 1])
+  local keys = {}
+  for j = 1, 11 do keys[j] = KEYS[k + j] end
+  local args = {}
+  for j = 1, count do args[j] = ARGV[a + 1 + j] end
+  local ok, reply = pcall(apply_commit, keys, args)
+  n = n + 1
+  if ok then
+    replies[n] = reply
+  else
+    if type(reply) == 'table' then reply = reply.err or cjson.encode(reply) end
+    replies[n] = {3, tostring(reply)}
+  end
+  a = a + 1 + count
+  k = k + 11
+end
+return replies
 """
     ).encode(),
 )
@@ -264,15 +306,32 @@ return {0, existed}
     ).encode(),
 )
 
+# Read-only: one round of ``reminders_due``'s merge on a single Redis, in one script run
+# instead of one ZRANGEBYSCORE per partition. KEYS: reminder indexes. ARGV: max score, then
+# (offset, count) per key. Returns, per key, its entries as {member, score, ...}.
+EARLIEST_DUE = LuaScript(
+    "earliest_due",
+    b"""
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ARGV[1], 'WITHSCORES',
+                      'LIMIT', ARGV[2 * i], ARGV[2 * i + 1])
+end
+return out
+""",
+)
+
 SCRIPTS: tuple[LuaScript, ...] = (
     CLAIM,
     RELEASE,
     COMMIT,
+    COMMIT_MANY,
     WRITE_SNAPSHOT,
     INBOX_PUT,
     STEP_PUT,
     REMINDER_SET,
     REMINDER_CANCEL,
+    EARLIEST_DUE,
 )
 
 
@@ -310,6 +369,32 @@ async def run_many(
         again = await _pipeline(client, script, [calls[i] for i in missing])
         for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
+    return replies
+
+
+async def run_batch(
+    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
+) -> list[Any]:
+    """Run ``script`` (one that loops over calls, as ``COMMIT_MANY``) once for all ``calls``:
+    KEYS are every call's keys in turn, ARGV every call's argument count and arguments.
+
+    Returns the script's replies, one per call; if the run as a whole failed, its error in
+    place of each reply (which ``outcome`` reports as a ``StorageError``: not known to
+    have landed, so the runtime reloads those actors from storage).
+    """
+    keys: list[Any] = []
+    args: list[Any] = []
+    for call_keys, call_args in calls:
+        keys += call_keys
+        args.append(len(call_args))
+        args += call_args
+    try:
+        replies = await run(client, script, keys, args)
+    except ResponseError as exc:
+        return [exc] * len(calls)
+    if not isinstance(replies, list) or len(replies) != len(calls):
+        error = StorageError(f"unexpected reply from {script.name}: {replies!r:.200}")
+        return [error] * len(calls)
     return replies
 
 
@@ -366,6 +451,11 @@ def outcome(reply: Any, actor: ActorKey, fence: Fence, seq: int) -> BaseExceptio
         return fenced_write(fence, reply)
     if code == DUPLICATE:
         return StorageError(f"{actor}: journal record {seq} already exists")
+    if code == FAILED:
+        # The commit failed inside the batch script (it validates before writing, so it
+        # wrote nothing); the other commits of the batch went on.
+        detail = _text(reply[1]) if len(reply) > 1 else None
+        return StorageError(f"{actor}: redis commit of record {seq} failed: {detail}")
     return StorageError(f"{actor}: unexpected commit status {code}")
 
 

@@ -22,9 +22,11 @@ from bayou.errors import StorageError
 from bayou.storage import sqlite_ops as ops
 from bayou.storage.contract import (
     ActorKey,
+    ActorLoad,
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Ownership,
     Reminder,
@@ -182,6 +184,11 @@ class SqliteStorage(Storage):
     async def inbox_put(self, actor: ActorKey, fence: Fence, message: InboxMessage) -> bool:
         return await self._run(partial(ops.inbox_put, actor=actor, fence=fence, message=message))
 
+    async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
+        if not batch:
+            return []
+        return await self._run(partial(ops.inbox_put_many, batch=list(batch)))
+
     async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
         return await self._run(partial(ops.inbox_read, actor=actor))
 
@@ -211,6 +218,12 @@ class SqliteStorage(Storage):
 
     async def steps_pending(self, actor: ActorKey) -> dict[str, list[bytes]]:
         return await self._run(partial(ops.steps_pending, actor=actor))
+
+    # -- activation ------------------------------------------------------------------------
+
+    async def load_actor(self, actor: ActorKey) -> ActorLoad:
+        """One job on the worker thread, one read transaction."""
+        return await self._run(partial(ops.load_actor, actor=actor))
 
     # -- reminders -------------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ from typing import TypeVar
 from bayou.errors import FencedWrite, StorageError
 from bayou.storage.contract import (
     ActorKey,
+    ActorLoad,
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Ownership,
     Reminder,
@@ -317,6 +319,27 @@ def inbox_put(
         return cursor.rowcount == 1
 
 
+def inbox_put_many(
+    conn: sqlite3.Connection, batch: Sequence[InboxPut]
+) -> list[bool | BaseException]:
+    """One transaction (one fsync) for the batch; a fenced put writes nothing."""
+    results: list[bool | BaseException] = []
+    with _transaction(conn):
+        for put in batch:
+            actor = put.actor
+            fenced = _fence_error(conn, actor, put.fence)
+            if fenced is not None:
+                results.append(fenced)
+                continue
+            cursor = conn.execute(
+                "INSERT INTO inbox (type, key, partition, id, data) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (type, key, id) DO NOTHING",
+                (actor.type, actor.key, actor.partition, put.message.id, put.message.data),
+            )
+            results.append(cursor.rowcount == 1)
+    return results
+
+
 def inbox_read(conn: sqlite3.Connection, actor: ActorKey) -> list[InboxMessage]:
     rows = conn.execute(
         "SELECT id, data FROM inbox WHERE type = ? AND key = ? ORDER BY ord",
@@ -378,6 +401,17 @@ def steps_pending(conn: sqlite3.Connection, actor: ActorKey) -> dict[str, list[b
         if steps:
             pending[inv] = steps
     return pending
+
+
+# -- activation ----------------------------------------------------------------------------
+
+
+def load_actor(conn: sqlite3.Connection, actor: ActorKey) -> ActorLoad:
+    """Snapshot, journal after it, pending steps and inbox, in one read transaction."""
+    with _transaction(conn, "DEFERRED"):
+        snapshot = read_snapshot(conn, actor)
+        journal = read_journal(conn, actor, 0 if snapshot is None else snapshot.seq)
+        return ActorLoad(snapshot, journal, steps_pending(conn, actor), inbox_read(conn, actor))
 
 
 # -- reminders -----------------------------------------------------------------------------

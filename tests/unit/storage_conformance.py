@@ -16,9 +16,11 @@ import pytest
 from bayou.errors import FencedWrite, StorageError
 from bayou.storage import (
     ActorKey,
+    ActorLoad,
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     JournalRecord,
     Ownership,
     Reminder,
@@ -358,6 +360,40 @@ class StorageConformance:
         assert await storage.inbox_read(A) == []
         assert await storage.inbox_actors([0]) == []
 
+    async def test_inbox_put_many_puts_each_independently(self, storage: Storage) -> None:
+        fence = await take(storage)
+        await storage.inbox_put(A, fence, InboxMessage("old", b"o"))
+        stale = await take(storage, partition=1)
+        await storage.claim(1, "s2", dead=["s1"])
+        batch = [
+            InboxPut(A, fence, InboxMessage("z", b"zz")),
+            InboxPut(A, fence, InboxMessage("old", b"again")),  # waiting already
+            InboxPut(C1, stale, InboxMessage("c", b"c")),  # fenced
+            InboxPut(A, stale, InboxMessage("x", b"x")),  # a fence of another partition
+            InboxPut(B, fence, InboxMessage("z", b"for b")),
+            InboxPut(A, fence, InboxMessage("a", b"aa")),
+            InboxPut(A, fence, InboxMessage("a", b"twice in one batch")),
+        ]
+        results = await storage.inbox_put_many(batch)
+        assert [r if isinstance(r, bool) else type(r) for r in results] == [
+            True,
+            False,
+            FencedWrite,
+            FencedWrite,
+            True,
+            True,
+            False,
+        ]
+        assert await storage.inbox_read(A) == [
+            InboxMessage("old", b"o"),
+            InboxMessage("z", b"zz"),
+            InboxMessage("a", b"aa"),
+        ]
+        assert await storage.inbox_read(B) == [InboxMessage("z", b"for b")]
+        assert await storage.inbox_read(C1) == []
+        assert await storage.inbox_actors([0, 1]) == [A, B]
+        assert await storage.inbox_put_many([]) == []
+
     async def test_inbox_actors_by_partition(self, storage: Storage) -> None:
         spread = [0, 1, 2, 511, 512, 1023]
         for p in spread:
@@ -425,6 +461,42 @@ class StorageConformance:
         await commit_one(storage, Commit(A, fence, rec(1), clear_steps="i1"))
         assert await storage.steps_pending(A) == {"i2": [b"i2:0"]}
         assert await storage.steps_pending(B) == {"b1": [b"b"]}
+
+    # -- activation ------------------------------------------------------------------------
+
+    async def test_load_actor_of_a_new_actor_is_empty(self, storage: Storage) -> None:
+        assert await storage.load_actor(A) == ActorLoad(None, [], {}, [])
+
+    async def test_load_actor_reads_what_the_single_reads_read(self, storage: Storage) -> None:
+        fence = await take(storage)
+        await storage.commit([Commit(A, fence, rec(s)) for s in range(1, 6)])
+        await storage.write_snapshot(A, fence, Snapshot(3, b"three"))
+        for inv, index in [("i1", 0), ("i1", 1), ("i2", 1)]:
+            await storage.step_put(A, fence, inv, index, f"{inv}:{index}".encode())
+        for message_id in ("m2", "m1", "m3"):
+            await storage.inbox_put(A, fence, InboxMessage(message_id, message_id.encode()))
+        await storage.commit([Commit(B, fence, rec(1))])  # another actor: not read
+        await storage.inbox_put(B, fence, InboxMessage("b", b"b"))
+        loaded = await storage.load_actor(A)
+        assert loaded == ActorLoad(
+            Snapshot(3, b"three"),
+            [rec(4), rec(5)],
+            {"i1": [b"i1:0", b"i1:1"]},
+            [InboxMessage("m2", b"m2"), InboxMessage("m1", b"m1"), InboxMessage("m3", b"m3")],
+        )
+        assert loaded.journal == await storage.read_journal(A, 3)
+        assert loaded.steps == await storage.steps_pending(A)
+        assert loaded.inbox == await storage.inbox_read(A)
+
+    async def test_load_actor_reads_a_long_journal_whole(self, storage: Storage) -> None:
+        fence = await take(storage)
+        await storage.commit([Commit(A, fence, rec(s)) for s in range(1, 2503)])
+        loaded = await storage.load_actor(A)
+        assert loaded.snapshot is None
+        assert [r.seq for r in loaded.journal] == list(range(1, 2503))
+        await storage.write_snapshot(A, fence, Snapshot(1200, b"s"))
+        loaded = await storage.load_actor(A)
+        assert [r.seq for r in loaded.journal] == list(range(1201, 2503))
 
     # -- snapshots -------------------------------------------------------------------------
 

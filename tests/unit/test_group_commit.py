@@ -8,7 +8,15 @@ from collections.abc import Sequence
 import pytest
 
 from bayou.errors import FencedWrite, StorageError
-from bayou.storage import ActorKey, Commit, Fence, GroupCommitter, MemoryStorage
+from bayou.storage import (
+    ActorKey,
+    Commit,
+    Fence,
+    GroupCommitter,
+    InboxMessage,
+    InboxPut,
+    MemoryStorage,
+)
 from tests.unit.storage_conformance import rec, take
 
 
@@ -18,9 +26,16 @@ class RecordingStorage(MemoryStorage):
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[int] = []
+        self.put_batches: list[int] = []
         self.gate: asyncio.Event | None = None
         self.fail_with: BaseException | None = None
         self.short_results = False
+
+    async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
+        self.put_batches.append(len(batch))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await super().inbox_put_many(batch)
 
     async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
         self.batches.append(len(batch))
@@ -160,6 +175,50 @@ async def test_close_waits_for_pending_flushes() -> None:
     assert storage.batches == [3, 3, 1]
     with pytest.raises(StorageError, match="closed"):
         await committer.submit(commit_for(fence, "late"))
+
+
+async def test_inbox_puts_share_batches_with_commits() -> None:
+    storage = RecordingStorage()
+    fence = await take(storage)
+    stale = await take(storage, partition=1)
+    await storage.claim(1, "s2", dead=["s1"])
+    committer = GroupCommitter(storage)
+
+    def put(key: str, fence: Fence = fence) -> InboxPut:
+        return InboxPut(ActorKey("t", key, fence.partition), fence, InboxMessage("m", b"x"))
+
+    outcomes = await asyncio.gather(
+        *(committer.submit_inbox(put(f"k{i}")) for i in range(100)),
+        *(committer.submit(commit_for(fence, f"c{i}")) for i in range(50)),
+        committer.submit_inbox(put("k0")),  # the same message again: not stored twice
+        committer.submit_inbox(put("s", stale)),
+        return_exceptions=True,
+    )
+    assert outcomes[:100] == [True] * 100
+    assert outcomes[100:150] == [None] * 50
+    assert outcomes[150] is False
+    assert isinstance(outcomes[151], FencedWrite)
+    assert len(storage.put_batches) <= 3 and sum(storage.put_batches) == 102
+    assert committer.inbox_flushed == 102 and committer.commits_flushed == 50
+    assert committer.fenced == 1
+    assert await storage.inbox_read(ActorKey("t", "k7", 0)) == [InboxMessage("m", b"x")]
+
+
+async def test_inbox_put_failure_reaches_every_putter() -> None:
+    storage = RecordingStorage()
+    fence = await take(storage)
+    committer = GroupCommitter(storage)
+    storage.fail_with = RuntimeError("disk on fire")
+    outcomes = await asyncio.gather(
+        *(
+            committer.submit_inbox(
+                InboxPut(ActorKey("t", f"k{i}", 0), fence, InboxMessage("m", b"x"))
+            )
+            for i in range(5)
+        ),
+        return_exceptions=True,
+    )
+    assert all(type(o) is StorageError for o in outcomes)
 
 
 def test_max_batch_must_be_positive() -> None:

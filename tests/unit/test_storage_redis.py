@@ -45,7 +45,7 @@ from bayou.storage.redis_keys import (
     journal_id,
     reminder_member,
 )
-from bayou.storage.redis_scripts import COMMIT
+from bayou.storage.redis_scripts import COMMIT_MANY
 from tests.redis_server import RedisServer
 from tests.unit.storage_conformance import (
     A,
@@ -77,6 +77,43 @@ class TestRedis(StorageConformance):
         await store.open()
         yield store
         await store.close()
+
+
+class TestRedisScriptPerCommit(StorageConformance):
+    """The commit path a Redis Cluster client takes: one script run per commit."""
+
+    @pytest.fixture
+    async def storage(self, redis_server: RedisServer, cluster_name: str) -> AsyncIterator[Storage]:
+        store = RedisStorage(redis_server.url, cluster_name, batch_commits=False)
+        await store.open()
+        yield store
+        await store.close()
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    from redis.asyncio.connection import Connection
+
+    from bayou.storage.redis import make_client
+
+    pool = make_client("redis://127.0.0.1:1/0").connection_pool
+    assert pool.connection_class is not Connection  # packs with hiredis
+    ours, theirs = pool.connection_class(), Connection()
+    for args in [
+        ("EVALSHA", "abc", 2, b"k1", "k2", "kéy", 1.5, -3, b"x" * 100_000, b""),
+        ("SCRIPT LOAD", b"return 1"),
+        (b"CLIENT SETNAME", "bayou-storage"),
+    ]:
+        assert b"".join(ours.pack_command(*args)) == b"".join(theirs.pack_command(*args))
+
+
+def test_commit_path_is_chosen_by_the_client_type() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    store = RedisStorage("redis://127.0.0.1:1/0", "c")
+    assert store._single_node(redis.asyncio.Redis()) is True
+    store = RedisStorage("redis://127.0.0.1:1/0", "c")
+    cluster = RedisCluster.__new__(RedisCluster)  # never connects: only its type is asked
+    assert store._single_node(cluster) is False
 
 
 @pytest.fixture
@@ -262,9 +299,11 @@ async def test_long_journal_reads_in_pages(store: RedisStorage) -> None:
 # -- round trips ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["one-script", "script-per-commit"])
 async def test_group_commit_is_one_round_trip(
-    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int]
+    store: RedisStorage, admin: redis.asyncio.Redis, sends: list[int], batched: bool
 ) -> None:
+    store.batch_commits = batched
     fences = [await take(store, partition=p) for p in range(8)]
     batch = [
         Commit(
@@ -281,7 +320,8 @@ async def test_group_commit_is_one_round_trip(
     sends[0] = 0
     assert await store.commit(batch) == [None] * 200
     assert sends[0] == 1, f"{sends[0]} round trips for one batch"
-    assert await command_calls(admin, "evalsha") - evalsha_before == 200
+    # On a single Redis the batch is one script run; on Redis Cluster, one per commit.
+    assert await command_calls(admin, "evalsha") - evalsha_before == (1 if batched else 200)
     assert await store.kv_get(ActorKey("t", "k199", 7), ["n"]) == {"n": b"199"}
 
 
@@ -417,6 +457,27 @@ async def test_redis_errors_become_storage_errors(
     assert type(info.value) is StorageError
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["one-script", "script-per-commit"])
+async def test_a_commit_that_fails_in_redis_fails_alone(
+    store: RedisStorage, admin: redis.asyncio.Redis, batched: bool
+) -> None:
+    store.batch_commits = batched
+    fence = await take(store)
+    broken = ActorKey("t", "broken", 0)
+    await admin.set(store.keys.journal(broken), b"not a stream")  # sabotage: wrong type
+    batch = [
+        Commit(A, fence, rec(1), kv_writes={"x": b"1"}),
+        Commit(broken, fence, rec(1), kv_writes={"x": b"1"}),
+        Commit(A, fence, rec(2), kv_writes={"x": b"2"}),
+    ]
+    first, failed, last = await store.commit(batch)
+    assert first is None and last is None
+    assert type(failed) is StorageError and "broken" in str(failed)
+    assert await store.kv_get(broken, ["x"]) == {}
+    assert await seqs(store, A) == [1, 2]
+    assert await store.kv_get(A, ["x"]) == {"x": b"2"}
+
+
 async def test_lifecycle(redis_server: RedisServer, cluster_name: str) -> None:
     store = RedisStorage(redis_server.url, cluster_name)
     with pytest.raises(StorageError, match="not open"):
@@ -481,7 +542,7 @@ async def test_server_restart_is_survived(tmp_path: Path, cluster_name: str) -> 
             # Redis 7 forgets scripts on restart; 6.2 replays SCRIPT LOAD from the AOF.
             await admin.script_flush()
             await commit_one(store, Commit(A, fence, rec(2), kv_writes={"x": b"2"}))
-            assert await admin.script_exists(COMMIT.sha) == [True]  # reloaded on NOSCRIPT
+            assert await admin.script_exists(COMMIT_MANY.sha) == [True]  # reloaded on NOSCRIPT
         finally:
             await admin.aclose()
         assert await seqs(store, A) == [1, 2]
