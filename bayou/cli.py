@@ -70,6 +70,7 @@ async def _serve(args: argparse.Namespace) -> int:
         advertise_host=args.advertise_host or os.environ.get("POD_IP"),
         # A restarted process is a new silo: membership never lets a dead identity return.
         silo_id=f"{name}-{uuid.uuid4().hex[:8]}",
+        secret=os.environ.get("BAYOU_SECRET") or None,
     )
     logs.bind_silo(silo.silo_id)
     stop = asyncio.Event()
@@ -159,7 +160,9 @@ async def _call_actor(args: argparse.Namespace) -> Any:
         raise SystemExit(f"arguments must be a JSON object: {exc}") from None
     if not isinstance(call_args, dict):
         raise SystemExit("arguments must be a JSON object, e.g. '{\"n\": 1}'")
-    async with Client(args.url, timeout=args.timeout) as client:
+    async with Client(
+        args.url, timeout=args.timeout, secret=os.environ.get("BAYOU_SECRET") or None
+    ) as client:
         if args.tell:
             return await client.tell(
                 type_name, key, args.method, call_args, idempotency_key=args.idempotency_key

@@ -6,6 +6,7 @@ turns it back into the same class, so ``except bayou.UnknownMethod`` works on bo
     BayouError
     ├── RequestError                 the request itself is wrong; do not retry (4xx)
     │   ├── BadRequest               malformed body, bad key, bad header (400)
+    │   ├── Unauthorized             missing or wrong shared secret (401)
     │   ├── NotFound                 no such route (404)
     │   ├── UnknownActorType         no actor registered under that type name (404)
     │   ├── UnknownMethod            the actor has no such handler (404)
@@ -70,6 +71,13 @@ class UnknownActorType(RequestError):
 
 class UnknownMethod(RequestError):
     status = 404
+
+
+class Unauthorized(RequestError):
+    """The silo requires its shared secret (``Authorization: Bearer ...``) and got none
+    or a wrong one."""
+
+    status = 401
 
 
 class NotFound(RequestError):

@@ -31,6 +31,16 @@ DASHBOARD_ROUTE: Final = "/dashboard"
 DASHBOARD_DATA_ROUTE: Final = "/v1/dashboard.json"
 
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+AUTHORIZATION: Final = "Authorization"  # "Bearer <shared secret>" when the cluster has one
+# Routes a load balancer or kubelet probes without the secret.
+OPEN_ROUTES: Final = frozenset({"/healthz", "/readyz"})
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The header that carries the cluster's shared secret."""
+    return {AUTHORIZATION: f"Bearer {secret}"}
+
+
 # Seconds the caller is prepared to wait for a reply; the silo answers 504 past it.
 TIMEOUT_HEADER: Final = "Bayou-Timeout"
 # The membership version the answering silo routes by; a client refreshes its ring on change.

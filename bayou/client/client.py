@@ -87,6 +87,7 @@ class Client:
         session: aiohttp.ClientSession | None = None,
         routing: bool = True,
         transport: str = DEFAULT_TRANSPORT,
+        secret: str | None = None,
     ) -> None:
         seeds = [url] if isinstance(url, str) else list(url)
         if not seeds:
@@ -111,6 +112,8 @@ class Client:
         self.media_type = media_type
         self._session = session
         self._owns_session = session is None
+        # The cluster's shared secret, sent on every request and link of our own session.
+        self._auth = wire.bearer(secret) if secret else {}
         self._closed = False
         self._headers: Final = {"Content-Type": media_type, "Accept": media_type}
 
@@ -203,7 +206,7 @@ class Client:
         if self._closed:
             raise RuntimeError("this Client is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(headers=self._auth)
         if self._link is None and self.transport != "http":
             self._link = LinkTransport(self._session, fallback=self.transport == "auto")
         return self._session

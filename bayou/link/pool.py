@@ -65,7 +65,9 @@ class LinkPool:
         connect_timeout: float = 5.0,
         max_msg_size: int = MAX_MESSAGE_BYTES,
         session: aiohttp.ClientSession | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        self.headers = headers or {}  # sent with every link's upgrade (the shared secret)
         self.heartbeat = heartbeat
         self.connect_timeout = connect_timeout
         self.max_msg_size = max_msg_size
@@ -120,6 +122,7 @@ class LinkPool:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
+                headers=self.headers,
                 # One socket per peer, all long-lived: no pool limit should ever make a peer
                 # wait for another peer's connection.
                 connector=aiohttp.TCPConnector(limit=0),

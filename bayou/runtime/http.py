@@ -7,6 +7,7 @@ status; no traceback ever reaches a client.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from bayou.errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from bayou.runtime.transport import LinkServer
@@ -100,9 +102,23 @@ def error_response(request: web.Request, exc: BayouError) -> web.Response:
     return _respond(request, exc.to_wire(), exc.status)
 
 
+def _authorized(request: web.Request) -> bool:
+    secret = request.app[SILO].secret
+    if secret is None or request.path in wire.OPEN_ROUTES:
+        return True
+    given = request.headers.get(wire.AUTHORIZATION, "")
+    expected = f"Bearer {secret}"
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 @web.middleware
 async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if not _authorized(request):
+            raise Unauthorized(
+                "this silo requires the cluster's shared secret (Authorization: Bearer ...)",
+                {"field": wire.AUTHORIZATION},
+            )
         return await handler(request)
     except BayouError as exc:
         if not isinstance(exc, RequestError):

@@ -22,7 +22,7 @@ from bayou.errors import BadRequest, SiloUnreachable, Unavailable
 from bayou.runtime.dashboard import STATS_OP, local_stats
 from bayou.runtime.introspection import INSPECT_OP, inspect_actor
 from bayou.runtime.transport import LinkPool
-from bayou.wire import IDEMPOTENCY_KEY, check_nesting, key_problem
+from bayou.wire import IDEMPOTENCY_KEY, bearer, check_nesting, key_problem
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
@@ -35,7 +35,7 @@ class Router:
 
     def __init__(self, silo: Silo) -> None:
         self._silo = silo
-        self.links = LinkPool()
+        self.links = LinkPool(headers=bearer(silo.secret) if silo.secret else None)
         self.forwarded = 0  # requests this silo sent on to another
         self.received = 0  # requests another silo forwarded here
         self.client_requests = 0  # requests clients sent over the link (the fast path)

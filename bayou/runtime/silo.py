@@ -68,8 +68,11 @@ class Silo:
         port: int = 8080,
         advertise_host: str | None = None,
         silo_id: str | None = None,
+        secret: str | None = None,
     ) -> None:
         self.app = app
+        # The cluster's shared secret: required on the HTTP API and on silo links when set.
+        self.secret = secret or None
         self.settings = settings = app.settings
         self.storage = storage
         self.cluster = cluster

@@ -32,6 +32,7 @@ EXPECTED = [
     "SiloUnreachable",
     "StatelessWorker",
     "StorageError",
+    "Unauthorized",
     "Unavailable",
     "UnknownActorType",
     "UnknownMethod",
