@@ -65,6 +65,8 @@ class MembershipAgent:
         self.view = MembershipView(version=0, members=(), now=0.0)
         self.ring = self._ring([])
         self._lease_deadline = 0.0
+        self._unreachable = False
+        self._reachable_since = clock.monotonic()  # membership answered us since then
         self._task: asyncio.Task[None] | None = None
         self._view_listeners: list[ViewListener] = []
         self._loss_listeners: list[LossListener] = []
@@ -93,7 +95,14 @@ class MembershipAgent:
 
     async def _renew(self) -> None:
         sent = self.clock.monotonic()
-        await self.membership.renew(self.silo, self.lease)
+        try:
+            await self.membership.renew(self.silo, self.lease)
+        except StorageError:
+            self._unreachable = True
+            raise
+        if self._unreachable:
+            self._unreachable = False
+            self._reachable_since = sent
         self._lease_deadline = sent + self.lease * LEASE_SAFETY
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -172,7 +181,11 @@ class MembershipAgent:
         """Read membership, declare expired members dead, and publish a changed ring."""
         view = await self.membership.read()
         declared = False
-        for member in view.expired():
+        # Right after membership became reachable again (or after joining), every lease may
+        # have run out only because nobody could renew it: give the others one lease to
+        # renew before judging them, or a Redis outage would take the whole cluster down.
+        judging = self.clock.monotonic() - self._reachable_since >= self.lease
+        for member in view.expired() if judging else ():
             if member.silo != self.silo and await self.membership.declare_dead(member.silo):
                 log.warning("declared silo %s dead (lease expired)", member.silo)
                 self.declared_dead += 1

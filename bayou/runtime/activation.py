@@ -521,6 +521,15 @@ class Activation:
                 if item is _SNAPSHOT:
                     await self._guarded(self.snapshot, fut)
                     continue
+                if not self.catalog.lease_ok():
+                    # The silo cannot confirm it still owns this actor (frozen, or cut off
+                    # from membership): start no turn. Calls fail over to a retry; stored
+                    # tells wait in the inbox and are tried again.
+                    if not fut.done():
+                        fut.set_exception(Unavailable(f"{self.actor_key}: lease unconfirmed"))
+                    if item.inbox_id is not None:
+                        self._retry_later(item, 1.0)
+                    continue
                 handler = self.spec.handlers.get(item.method)
                 if handler is not None and handler.kind == "workflow":
                     self._start_run(item)

@@ -110,6 +110,10 @@ class Catalog:
             pool = self._workers[spec.type_name] = WorkerPool(self, spec)
         return pool
 
+    def lease_ok(self) -> bool:
+        """Whether this silo may start turns: its membership lease is confirmed."""
+        return self.silo is None or bool(self.silo.agent.lease_valid())
+
     def peek(self, type_name: str, key: str) -> Activation | None:
         """The activation of ``(type_name, key)`` if it is active right now."""
         activation = self._activations.get((type_name, key))

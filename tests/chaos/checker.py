@@ -24,6 +24,7 @@ Checks (each failure is a ``Violation``):
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -237,9 +238,12 @@ def check_sequences(history: History, finals: dict[str, list[str]]) -> list[Viol
                 placed.append((position[value], op))
         placed.sort(key=lambda pair: pair[0])
         found += _real_time_order(placed, "sequence-order", key)
-        acked_by = sorted((op.end, position.get(v, -1), v) for v, op in ops.items()
-                          if op.status == "acked")  # fmt: skip
+        acked_by = sorted(
+            (op.end, position.get(v, -1), v) for v, op in ops.items() if op.status == "acked"
+        )
         begun = sorted((op.start, position[v], v) for v, op in ops.items() if v in position)
+        acked_ends = [end for end, _, _ in acked_by]
+        begun_starts = [start for start, _, _ in begun]
         done = [r for r in reads.get(key, []) if r.status == "acked"]
         prefixes = prefix_digests(final, {digest_of(r.result)["n"] for r in done})
         for read in done:
@@ -250,25 +254,24 @@ def check_sequences(history: History, finals: dict[str, list[str]]) -> list[Viol
                 )
                 continue
             # Every append acknowledged before the read began is in it (below its length)...
-            for end, place, value in acked_by:
-                if end >= read.start:
-                    break
-                if not 0 <= place < seen["n"]:
-                    found.append(
-                        Violation(
-                            "sequence-read",
-                            key,
-                            f"{read.id} missed {value}, acknowledged before the read began",
-                        )
+            before = acked_by[: bisect.bisect_left(acked_ends, read.start)]
+            missed = [value for _, place, value in before if not 0 <= place < seen["n"]]
+            if missed:
+                found.append(
+                    Violation(
+                        "sequence-read",
+                        key,
+                        f"{read.id} missed {len(missed)} values acknowledged before the read "
+                        f"began, {missed[0]} first",
                     )
+                )
             # ...and none that began after the read ended is.
-            for start, place, value in reversed(begun):
-                if start <= read.end:
-                    break
-                if place < seen["n"]:
-                    found.append(
-                        Violation("sequence-read", key, f"{read.id} saw {value} before it began")
-                    )
+            after = begun[bisect.bisect_right(begun_starts, read.end) :]
+            early = [value for _, place, value in after if place < seen["n"]]
+            if early:
+                found.append(
+                    Violation("sequence-read", key, f"{read.id} saw {early[0]} before it began")
+                )
     return found
 
 

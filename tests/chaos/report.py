@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tests.chaos.actors import LOCK_TTL_MS
 from tests.chaos.checker import History, Violation
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.nemesis import KINDS, Nemesis
@@ -201,11 +202,12 @@ def split_conflicts(
     """Witness conflicts in two: those with a silo that was declared dead and had not yet
     stopped (a known runtime bug, pinned by tests/chaos/test_zombies.py: a thawed or
     reconnected silo starts its queued turns before it learns it is dead), and the rest,
-    which are single-activation violations."""
-    dead_until: dict[int, float] = {}  # pid -> when it exited (on the wall clock)
+    which are single-activation violations. A zombie's lock outlives it by its TTL."""
+    linger = LOCK_TTL_MS / 1000 + 0.5
+    dead_until: dict[int, float] = {}  # pid -> until when its locks may linger (wall clock)
     for silo in cluster.gone:
         if silo.exit_code == 3 and silo.exited is not None and silo.process.proc is not None:
-            dead_until[silo.pid] = wall0 + (silo.exited - t0) + 1.0
+            dead_until[silo.pid] = wall0 + (silo.exited - t0) + linger
     zombie, double = [], []
     for conflict in conflicts:
         pids = {int(str(conflict[who] or "0:").split(":")[0]) for who in ("taker", "holder")}

@@ -69,13 +69,6 @@ async def conflicts_taken_by(cluster: ChaosCluster, pid: int) -> list[dict[str, 
     return [c for c in map(json.loads, raw) if str(c["taker"]).startswith(f"{pid}:")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: Activation._drain starts queued turns without checking the silo's "
-    "lease (Silo._owner_of checks it only when a call arrives), so a silo thawed after "
-    "its lease lapsed runs the turns queued before the freeze while the new owner runs "
-    "its own; only a fenced write stops the mailbox",
-)
 @pytest.mark.timeout(90)
 async def test_a_thawed_silo_starts_no_queued_turn_after_its_lease_lapsed(
     cluster: ChaosCluster,
@@ -153,13 +146,6 @@ async def test_a_redis_outage_shorter_than_the_lease_keeps_every_silo(
     assert await cluster.settled(timeout=20)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design bug: after a Redis outage longer than the lease, the first silo to "
-    "renew declares every other silo dead (their leases expired by the Redis clock while "
-    "nobody could renew) and they all exit; a Redis failover takes the whole cluster "
-    "down. Expiry should not count time during which membership was unreachable.",
-)
 @pytest.mark.timeout(90)
 async def test_a_redis_outage_longer_than_the_lease_keeps_every_silo(
     cluster: ChaosCluster,

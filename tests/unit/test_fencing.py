@@ -41,8 +41,14 @@ async def test_a_stale_owner_is_fenced_after_takeover() -> None:
     assert await new.call("recorder", "x", "add", {"n": 10}) == 11
     assert new.ownership.takeovers == 1
 
-    # The zombie wakes and runs a turn it had already accepted: storage rejects the write.
-    with pytest.raises(Unavailable):
+    # The zombie knows its lease lapsed, so it starts no turn it had queued...
+    with pytest.raises(Unavailable, match="lease"):
+        await stale.call(Message("add", {"n": 100}))
+    assert old.catalog.fenced_writes == 0
+    # ...and even a zombie that wrongly believes it still holds its lease (a clock that
+    # ran slow, say) cannot write: storage rejects the stale epoch and the activation goes.
+    old.catalog.lease_ok = lambda: True  # type: ignore[method-assign]
+    with pytest.raises(Unavailable, match="moved"):
         await stale.call(Message("add", {"n": 100}))
     assert old.catalog.fenced_writes == 1
     assert stale.status == "closed"
