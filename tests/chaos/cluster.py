@@ -66,6 +66,7 @@ class ChaosSilo:
     doomed: str | None = None  # "kill", "term", or None
     frozen: bool = False
     isolated: bool = False
+    hung: str | None = None  # why the harness aborted it (SIGABRT: stacks in its log)
     fenced_writes: int = 0
 
     @property
@@ -98,6 +99,7 @@ class Exit:
     at: float
     expected: bool
     reason: str
+    hung: bool = False  # aborted by the harness for hanging: an anomaly, not a crash
 
 
 @dataclass
@@ -233,15 +235,17 @@ class ChaosCluster:
             assert silo.process.proc is not None
             code = silo.process.proc.returncode
             silo.exit_code, silo.exited = code, time.monotonic()
-            expected = {
+            expected = silo.hung is None and {
                 "kill": code == -signal.SIGKILL,
                 "term": code == 0,
             }.get(silo.doomed or "", code == 3)
             fenced = re.search(r"fenced writes rejected: (\d+)", silo.process.log())
             if fenced:
                 silo.fenced_writes = max(silo.fenced_writes, int(fenced[1]))
-            reason = silo.doomed or ("declared dead" if code == 3 else "crashed")
-            exit_ = Exit(silo.name, silo.silo_id, code, silo.exited, expected, reason)
+            reason = silo.hung or silo.doomed or ("declared dead" if code == 3 else "crashed")
+            exit_ = Exit(
+                silo.name, silo.silo_id, code, silo.exited, expected, reason, silo.hung is not None
+            )
             self.exits.append(exit_)
             ended.append(exit_)
             self.silos.remove(silo)

@@ -80,15 +80,34 @@ class Nemesis:
                 fault.end = time.monotonic()
 
     async def supervise(self, stop: asyncio.Event) -> None:
-        """Restart silos that exited on their own; keep ``target`` silos running."""
+        """Restart silos that exited on their own; keep ``target`` silos running; abort a
+        silo still running long after the cluster declared it dead (it should exit, code 3,
+        within a heartbeat or two), as a liveness probe would."""
+        dead_since: dict[str, float] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.3)
+                await asyncio.wait_for(stop.wait(), 0.5)
+            await self._abort_the_undead(dead_since)
             if self.cluster.control.locked():
                 continue
             async with self.cluster.control:
                 await self.cluster.reap()
                 await self.cluster.fill()
+
+    async def _abort_the_undead(self, dead_since: dict[str, float], grace: float = 20.0) -> None:
+        healthy = [s for s in self.cluster.live() if not (s.frozen or s.isolated)]
+        views = [v for v in await asyncio.gather(*map(self.cluster.view, healthy)) if v]
+        if not views:
+            return
+        view = max(views, key=lambda v: int(v["ring_version"]))  # the freshest membership
+        dead = {m["id"] for m in view["members"] if m["status"] == "dead"}
+        now = time.monotonic()
+        for silo in healthy:
+            if silo.silo_id not in dead:
+                dead_since.pop(silo.silo_id, None)
+            elif now - dead_since.setdefault(silo.silo_id, now) > grace:
+                silo.hung = f"still running {grace:.0f} s after it was declared dead"
+                silo.process.signal(signal.SIGABRT)
 
     async def finish(self) -> None:
         for task in list(self._watchers):
@@ -116,7 +135,8 @@ class Nemesis:
                         continue
                     view = await self.cluster.view(other)
                     statuses = {m["id"]: m["status"] for m in view["members"]} if view else {}
-                    if statuses.get(silo.silo_id, "dead") == "dead" and view:
+                    # Absent is not dead: a silo that just started may not list it yet.
+                    if statuses.get(silo.silo_id) == "dead":
                         fault.detected = time.monotonic() - fault.start
                         return
                 await asyncio.sleep(0.05)
@@ -163,6 +183,7 @@ class Nemesis:
             await drained
         except TimeoutError:
             fault.note = "drain did not finish in 40 s; aborted (stacks in its log)"
+            silo.hung = "SIGTERM drain did not finish in 40 s"
             silo.process.signal(signal.SIGABRT)
             await silo.process.wait_exit()
         await self.cluster.reap()
@@ -246,6 +267,7 @@ class Nemesis:
         for silo, result in zip(leaving, results, strict=True):
             if isinstance(result, BaseException):
                 fault.note += f"{silo.name} did not drain in 40 s; aborted (stacks in its log). "
+                silo.hung = "SIGTERM drain did not finish in 40 s"
                 silo.process.signal(signal.SIGABRT)
                 await silo.process.wait_exit()
         await self.cluster.reap()
