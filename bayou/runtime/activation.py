@@ -8,34 +8,22 @@ and before its state becomes the actor's. Queries run at once against committed 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal
-from enum import Enum
-from types import UnionType
 from typing import (
     TYPE_CHECKING,
-    Annotated,
     Any,
     Literal,
-    TypeVar,
-    Union,
-    get_args,
-    get_origin,
 )
-from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
 
 from bayou import codec
 from bayou.errors import (
     RETRYABLE,
-    ActorError,
     BayouError,
     FencedWrite,
     IdempotencyKeyReused,
@@ -51,6 +39,7 @@ from bayou.runtime.effects import (
     effect_writes,
     stream_meta_key,
 )
+from bayou.runtime.handler_results import actor_error, dump_result
 from bayou.runtime.invocation import SEND_METHOD, InvocationContext
 from bayou.runtime.kv_cache import KVCache
 from bayou.runtime.outbox import Outbox, OutgoingTell
@@ -64,15 +53,10 @@ from bayou.runtime.records import (
     fingerprint,
 )
 from bayou.runtime.reminders import next_due
+from bayou.runtime.state_copy import working_copy
 from bayou.runtime.timers import Timers
-from bayou.runtime.workflows import (
-    HISTORY_INDEX,
-    WorkflowContext,
-    WorkflowRun,
-    history_key,
-    topic_item_key,
-    topic_meta_key,
-)
+from bayou.runtime.workflow_commits import append_to_topic
+from bayou.runtime.workflows import WorkflowContext, WorkflowRun
 from bayou.storage.contract import (
     ActorKey,
     Commit,
@@ -632,7 +616,7 @@ class Activation:
         if message.inbox_id is not None and self._inbox_ids:
             self._inbox_ids.discard(message.inbox_id)
         if message.method == SEND_METHOD:
-            await self._append_to_topic(message)
+            await append_to_topic(self, message)
             return None
         handler = self.spec.handlers[message.method]
         invocation = key or uuid.uuid4().hex
@@ -663,13 +647,13 @@ class Activation:
         try:
             kwargs = msg.kwargs if msg.kwargs is not None else handler.validate_args(msg.args)
             result = await getattr(self.instance, handler.name)(**kwargs)
-            return Outcome(reply=_dump_result(handler, result))
+            return Outcome(reply=dump_result(handler, result))
         except RETRYABLE:
             raise  # infrastructure, not the handler's verdict: nothing is recorded
         except BayouError as exc:
             return Outcome.failed(exc)
         except Exception as exc:
-            return Outcome.failed(_actor_error(exc))
+            return Outcome.failed(actor_error(exc))
         finally:
             current_invocation.reset(token)
 
@@ -697,7 +681,7 @@ class Activation:
                 try:
                     writes, appends = effect_writes(effects, metas)
                 except RuntimeError as exc:  # e.g. writing to a closed stream
-                    outcome = Outcome.failed(_actor_error(exc))
+                    outcome = Outcome.failed(actor_error(exc))
                     kv_writes, metas = {}, {}
                 else:
                     kv_writes.update(writes)
@@ -859,11 +843,11 @@ class Activation:
         token = current_invocation.set(ctx)
         try:
             result = await getattr(self.instance, handler.name)(**kwargs)
-            return _dump_result(handler, result)
+            return dump_result(handler, result)
         except BayouError:
             raise
         except Exception as exc:
-            raise _actor_error(exc) from None
+            raise actor_error(exc) from None
         finally:
             current_invocation.reset(token)
             self._busy -= 1
@@ -970,152 +954,6 @@ class Activation:
             self._run_waiters.setdefault(run_id, []).append(fut)
         return fut
 
-    async def commit_segment(
-        self,
-        run: WorkflowRun,
-        steps: list[Step],
-        effects: Effects,
-        extra_writes: dict[str, bytes | None] | None,
-    ) -> None:
-        """Commit a running workflow's new steps with the effects they produced."""
-        await self._commit_workflow_record(run, "segment", steps, Outcome(), effects, extra_writes)
-
-    async def finish_run(
-        self, run: WorkflowRun, outcome: Outcome, continued: dict[str, Any] | None
-    ) -> None:
-        """Commit a run's end: its outcome, its archived history, its inbox message acked,
-        and for ``continue_as_new`` the message that starts the next run."""
-        ctx = run.ctx
-        assert ctx is not None
-        effects, ctx.effects = ctx.effects, Effects()
-        now = self.clock.time()
-        history = {
-            "run": run.run_id,
-            "method": run.message.method,
-            "args": run.message.args,
-            "status": "failed"
-            if outcome.error
-            else "continued"
-            if continued is not None
-            else "completed",
-            "result": outcome.reply,
-            "error": outcome.error,
-            "steps": len(ctx.steps),
-            "ended_at": now,
-        }
-        writes = await self._history_writes(run.run_id, history)
-        if continued is not None:
-            next_run = _next_run_id(run.run_id)
-            outcome = Outcome(reply={"continued_as": next_run})
-            mine = codec.unpack(writes[history_key(run.run_id)] or b"\x80")
-            mine.update(continued_to=next_run, result=outcome.reply)
-            writes[history_key(run.run_id)] = codec.pack(mine)
-            writes[history_key(next_run)] = codec.pack(
-                {"run": next_run, "continued_from": run.run_id, "status": "running"}
-            )
-            effects.outbox.append([self.spec.type_name, self.key, run.message.method, continued])
-        await self._commit_workflow_record(
-            run, "workflow", ctx.steps[ctx.persisted :], outcome, effects, writes,
-            inbox_ack=run.message.inbox_id, next_run=continued is not None,
-        )  # fmt: skip
-        fingerprint_ = fingerprint(run.message.method, run.message.args)
-        self.dedup.add(run.run_id, DedupEntry(self.seq, fingerprint_, outcome, now))
-        run.finished(outcome)
-
-    async def _history_writes(
-        self, run_id: str, history: dict[str, Any]
-    ) -> dict[str, bytes | None]:
-        keys = [HISTORY_INDEX, history_key(run_id)]
-        stored = await self.catalog.storage.kv_get(self.actor_key, keys)
-        index: list[str] = codec.unpack(stored[HISTORY_INDEX]) if HISTORY_INDEX in stored else []
-        if history_key(run_id) in stored:  # keep the lineage written when the run was started
-            earlier = codec.unpack(stored[history_key(run_id)])
-            history = {**earlier, **history, "continued_from": earlier.get("continued_from")}
-        writes: dict[str, bytes | None] = {history_key(run_id): codec.pack(history)}
-        if run_id not in index:
-            index.append(run_id)
-        keep = self.catalog.settings.workflow_history
-        for old in index[:-keep] if len(index) > keep else []:
-            writes[history_key(old)] = None
-        writes[HISTORY_INDEX] = codec.pack(index[-keep:])
-        return writes
-
-    async def _commit_workflow_record(
-        self,
-        run: WorkflowRun,
-        kind: str,
-        steps: list[Step],
-        outcome: Outcome,
-        effects: Effects,
-        extra_writes: dict[str, bytes | None] | None,
-        *,
-        inbox_ack: str | None = None,
-        next_run: bool = False,
-    ) -> None:
-        assert self.fence is not None
-        seq = self.seq + 1
-        metas = await self._stream_metas_of(effects.stream_names())
-        writes, appends = effect_writes(effects, metas)
-        writes.update(extra_writes or {})
-        outgoing = [
-            OutgoingTell(t, k, m, a, f"{self.actor_key}#{seq}.{i}")
-            for i, (t, k, m, a) in enumerate(effects.outbox)
-        ]
-        if next_run and outgoing:  # the continuation's run id is part of its lineage
-            last = outgoing[-1]
-            outgoing[-1] = replace(last, message_id=_next_run_id(run.run_id))
-        record = InvocationRecord(
-            method=run.message.method,
-            args=run.message.args if kind == "workflow" else {},
-            steps=steps,
-            outcome=outcome,
-            committed_at=self.clock.time(),
-            idempotency_key=run.run_id if kind == "workflow" else None,
-            outbox=[tell.to_record() for tell in outgoing],
-            kind=kind,
-            run=run.run_id,
-        )
-        commit = Commit(
-            actor=self.actor_key,
-            fence=self.fence,
-            record=JournalRecord(seq, record.encode()),
-            kv_writes=writes,
-            inbox_ack=inbox_ack,
-            reminders=dict(effects.reminders),
-        )
-        await self.catalog.committer.submit(commit)
-        self.seq = seq
-        self._published(effects, metas, appends, outgoing)
-
-    async def _append_to_topic(self, message: Message) -> None:
-        """The built-in ``__send__`` turn: append a message to a topic queue, durably."""
-        assert self.fence is not None
-        topic = str(message.args.get("topic", ""))
-        meta_key = topic_meta_key(topic)
-        stored = await self.catalog.storage.kv_get(self.actor_key, [meta_key])
-        head, tail = codec.unpack(stored[meta_key]) if meta_key in stored else (0, 0)
-        writes: dict[str, bytes | None] = {
-            topic_item_key(topic, tail): codec.pack(message.args.get("value")),
-            meta_key: codec.pack([head, tail + 1]),
-        }
-        seq = self.seq + 1
-        record = InvocationRecord(
-            method=SEND_METHOD, args=message.args, steps=[], outcome=Outcome(),
-            committed_at=self.clock.time(), idempotency_key=message.idempotency_key, kind="send",
-        )  # fmt: skip
-        journal = JournalRecord(seq, record.encode())
-        commit = Commit(self.actor_key, self.fence, journal, writes, inbox_ack=message.inbox_id)
-        await self.catalog.committer.submit(commit)
-        self.seq = seq
-        if message.inbox_id is not None and self._inbox_ids:
-            self._inbox_ids.discard(message.inbox_id)
-        if message.idempotency_key is not None:
-            print_ = fingerprint(message.method, message.args)
-            entry = DedupEntry(seq, print_, Outcome(), self.clock.time())
-            self.dedup.add(message.idempotency_key, entry)
-        for run in (self._runs or {}).values():
-            run.topic_arrived(topic)
-
 
 class _LazyTimers:
     """What an actor instance holds as its timers (``ActorBase.set_timer``): the
@@ -1140,118 +978,6 @@ class _LazyTimers:
         return False if timers is None else timers.cancel(name)
 
 
-# -- copy-on-write of the state ------------------------------------------------------------
-#
-# A turn runs on a copy of the committed state, so a handler that fails (or whose commit
-# fails) leaves the committed state untouched. A deep copy is the safe default. A shallow
-# copy (new object, new ``__dict__``, the same field values) is as safe when every field
-# value is immutable: the handler can then only rebind fields of its copy, never change a
-# value the committed state shares. Whether a model *can* be copied shallowly is decided
-# once per class, from its field annotations; every turn then still checks that the values
-# actually held are of immutable types (a handler may have stored, say, a list in a field
-# annotated ``tuple``), and deep-copies when one is not.
-
-_ATOMIC: frozenset[type] = frozenset(
-    {int, float, bool, str, bytes, complex, type(None), Decimal, UUID}
-    | {dt.date, dt.datetime, dt.time, dt.timedelta, dt.timezone}
-)
-_shallow_models: dict[type[BaseModel], bool] = {}
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def working_copy(state: _M) -> _M:
-    """The private copy of ``state`` a turn works on (shallow when that is as safe)."""
-    cls = type(state)
-    shallow = _shallow_models.get(cls)
-    if shallow is None:
-        shallow = _shallow_models[cls] = _immutable_model(cls, set())
-    if shallow and _immutable_values(state):
-        # What ``model_copy()`` does, without its generality (about half its cost).
-        copy = cls.__new__(cls)
-        _set(copy, "__dict__", state.__dict__.copy())
-        _set(copy, "__pydantic_fields_set__", state.__pydantic_fields_set__.copy())
-        _set(copy, "__pydantic_extra__", state.__pydantic_extra__)  # None: no extras allowed
-        _set(copy, "__pydantic_private__", state.__pydantic_private__)  # None: no private
-        return copy
-    return state.model_copy(deep=True)
-
-
-_set = object.__setattr__
-
-
-def _immutable_model(cls: type[BaseModel], seen: set[type]) -> bool:
-    """Whether every field of ``cls`` is annotated with an immutable type, and the model
-    keeps nothing beside its fields (no private attributes, no extra fields)."""
-    if cls.__private_attributes__ or cls.model_config.get("extra") == "allow":
-        return False
-    if cls in seen:
-        return False  # recursive models: not worth proving
-    seen = seen | {cls}
-    return all(_immutable_type(f.annotation, seen) for f in cls.model_fields.values())
-
-
-def _immutable_type(tp: Any, seen: set[type]) -> bool:
-    if tp in _ATOMIC:
-        return True
-    origin = get_origin(tp)
-    if origin is Annotated:
-        return _immutable_type(get_args(tp)[0], seen)
-    if origin is Literal:
-        return all(type(v) in _ATOMIC or isinstance(v, Enum) for v in get_args(tp))
-    if origin in (Union, UnionType):
-        return all(_immutable_type(arg, seen) for arg in get_args(tp))
-    if origin in (tuple, frozenset):
-        return all(arg is Ellipsis or _immutable_type(arg, seen) for arg in get_args(tp))
-    if isinstance(tp, type):
-        if issubclass(tp, Enum):
-            return True
-        if issubclass(tp, BaseModel):
-            return bool(tp.model_config.get("frozen")) and _immutable_model(tp, seen)
-    return False
-
-
-def _immutable_values(state: BaseModel) -> bool:
-    for value in state.__dict__.values():
-        if type(value) not in _ATOMIC and not _immutable_value(value):
-            return False
-    return True
-
-
-def _immutable_value(value: Any) -> bool:
-    tp = type(value)
-    if tp in _ATOMIC:
-        return True
-    if tp is tuple or tp is frozenset:
-        return all(_immutable_value(v) for v in value)
-    if isinstance(value, Enum):
-        return True
-    if isinstance(value, BaseModel):
-        return bool(tp.model_config.get("frozen")) and _immutable_values(value)
-    return False
-
-
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
-
-
-def _actor_error(exc: Exception) -> ActorError:
-    return ActorError(str(exc) or type(exc).__name__, {"exception": type(exc).__name__})
-
-
-def _dump_result(handler: HandlerSpec, result: Any) -> Any:
-    try:
-        return handler.dump_result(result)
-    except (PydanticSerializationError, ValueError, TypeError) as exc:
-        raise ActorError(
-            f"{handler.name} returned a value that does not match its return type: {exc}",
-            {"exception": "ResultTypeError"},
-        ) from None
-
-
-def _next_run_id(run_id: str) -> str:
-    """The id of the run a ``continue_as_new`` starts: ``<first run>~<generation>``."""
-    base, sep, generation = run_id.rpartition("~")
-    if sep and generation.isdigit():
-        return f"{base}~{int(generation) + 1}"
-    return f"{run_id}~1"

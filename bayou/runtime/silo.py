@@ -43,7 +43,7 @@ from bayou.runtime.invocation import SEND_METHOD
 from bayou.runtime.rebalance import Rebalancer
 from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
 from bayou.runtime.routing import Router
-from bayou.runtime.workflows import HISTORY_INDEX, history_key
+from bayou.runtime.workflow_commits import HISTORY_INDEX, history_key
 from bayou.storage.contract import Reminder, Storage
 from bayou.storage.group_commit import GroupCommitter
 from bayou.wire import partition_of

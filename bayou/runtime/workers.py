@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bayou.errors import BayouError
 from bayou.model import ActorBase, ActorSpec, HandlerSpec, current_invocation
+from bayou.runtime.handler_results import actor_error, dump_result
 from bayou.runtime.invocation import InvocationContext
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ class WorkerPool:
         self.activations = 0
 
     async def call(self, key: str, handler: HandlerSpec, kwargs: dict[str, Any]) -> Any:
-        from bayou.runtime.activation import _actor_error, _dump_result
-
         async with self._slots:
             host = self._idle.pop() if self._idle else self._new()
             host.key = host.instance.key = key
@@ -55,11 +54,11 @@ class WorkerPool:
             token = current_invocation.set(ctx)
             try:
                 result = await getattr(host.instance, handler.name)(**kwargs)
-                return _dump_result(handler, result)
+                return dump_result(handler, result)
             except BayouError:
                 raise
             except Exception as exc:
-                raise _actor_error(exc) from None
+                raise actor_error(exc) from None
             finally:
                 current_invocation.reset(token)
                 self._idle.append(host)

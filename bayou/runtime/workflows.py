@@ -29,27 +29,20 @@ from bayou import codec
 from bayou.errors import RETRYABLE, BayouError, FencedWrite, StorageError
 from bayou.model import current_invocation
 from bayou.runtime.effects import Effects
+from bayou.runtime.handler_results import actor_error
 from bayou.runtime.invocation import InvocationContext
 from bayou.runtime.records import Outcome, Step
+from bayou.runtime.workflow_commits import (
+    commit_segment,
+    finish_run,
+    topic_item_key,
+    topic_meta_key,
+)
 
 if TYPE_CHECKING:
     from bayou.runtime.activation import Activation, Message
 
 log = logging.getLogger("bayou.workflows")
-
-HISTORY_INDEX = "\x01wh"  # kv: list of run ids with archived history, oldest first
-
-
-def history_key(run: str) -> str:
-    return f"\x01wh:{run}"
-
-
-def topic_meta_key(topic: str) -> str:
-    return f"\x01tq:{topic}"
-
-
-def topic_item_key(topic: str, index: int) -> str:
-    return f"\x01ti:{topic}:{index}"
 
 
 class ContinueAsNew(BaseException):
@@ -231,12 +224,10 @@ class WorkflowRun:
             except BayouError as exc:
                 outcome = Outcome.failed(exc)
             except Exception as exc:
-                from bayou.runtime.activation import _actor_error
-
-                outcome = Outcome.failed(_actor_error(exc))
+                outcome = Outcome.failed(actor_error(exc))
             finally:
                 current_invocation.reset(token)
-            await activation.finish_run(self, outcome, continued)
+            await finish_run(activation, self, outcome, continued)
         except asyncio.CancelledError:
             self._fail_waiters(StorageError("the workflow's activation closed; retry"))
             raise
@@ -287,7 +278,7 @@ class WorkflowRun:
         if ctx.persisted == len(ctx.steps) and not ctx.effects and not extra_writes:
             return
         effects, ctx.effects = ctx.effects, Effects()
-        await self.activation.commit_segment(
-            self, ctx.steps[ctx.persisted :], effects, extra_writes
+        await commit_segment(
+            self.activation, self, ctx.steps[ctx.persisted :], effects, extra_writes
         )
         ctx.persisted = len(ctx.steps)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from bayou import Actor, App, actor
 from bayou.errors import ActorError
-from bayou.runtime.activation import _immutable_model, working_copy
+from bayou.runtime.state_copy import _immutable_model, working_copy
 from bayou.testing import local_silo
 
 
