@@ -24,6 +24,11 @@ A = TypeVar("A", bound="ActorBase")
 W = TypeVar("W", bound="StatelessWorker")
 
 HandlerKind = Literal["exclusive", "query", "workflow"]
+# Which exclusive turns of one actor may interleave at their awaits (as Orleans offers):
+# "none" (one turn at a time), "call_chain" (a call made, directly or not, by a turn of
+# this actor that is waiting for it: A -> B -> A), "full" (any call).
+Reentrancy = Literal["none", "call_chain", "full"]
+REENTRANCY: tuple[Reentrancy, ...] = ("none", "call_chain", "full")
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _LIFECYCLE = frozenset({"on_activate", "on_deactivate"})
@@ -38,6 +43,7 @@ class HandlerSpec:
     params: tuple[str, ...]
     args_model: type[BaseModel]
     result_adapter: TypeAdapter[Any]
+    interleave: bool = False  # @always_interleave: may run while other turns wait
 
     def validate_args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Validated keyword arguments; raises pydantic.ValidationError naming the fields."""
@@ -58,6 +64,17 @@ class ActorSpec:
     state_model: type[BaseModel] | None
     handlers: Mapping[str, HandlerSpec]
     max_local_activations: int = 0  # > 0: a stateless worker with that many per silo
+    reentrancy: Reentrancy = "none"
+
+    @property
+    def interleaves(self) -> bool:
+        """Whether any two exclusive turns of this actor may ever run at once."""
+        return self.reentrancy != "none" or any(h.interleave for h in self.handlers.values())
+
+    def may_reenter(self, handler: HandlerSpec) -> bool:
+        """Whether a call of ``handler`` that a waiting turn of this very actor made
+        (directly or through others) may run now instead of deadlocking."""
+        return handler.interleave or self.reentrancy != "none"
 
     @property
     def is_entity(self) -> bool:
@@ -73,6 +90,14 @@ def workflow(fn: F) -> F:
     ``await self.ctx.receive(topic)``, survives crashes and hand-offs by replaying its
     own steps, and lets the actor's other messages run while it waits."""
     fn.__bayou_workflow__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def always_interleave(fn: F) -> F:
+    """Let an exclusive handler run even while other turns of its actor wait at an await
+    (Orleans' ``[AlwaysInterleave]``). It is still journaled and still sees only committed
+    state; turns that interleave commit one at a time, each as if it had run alone."""
+    fn.__bayou_interleave__ = True  # type: ignore[attr-defined]
     return fn
 
 
@@ -173,16 +198,30 @@ class Entity(ActorBase):
     """
 
 
-def actor(type_name: str) -> Callable[[type[A]], type[A]]:
-    """Register a class as the actor type ``type_name`` (the name used on the wire)."""
+def actor(type_name: str, *, reentrancy: Reentrancy = "none") -> Callable[[type[A]], type[A]]:
+    """Register a class as the actor type ``type_name`` (the name used on the wire).
+
+    ``reentrancy`` lets exclusive turns interleave at their awaits: ``"call_chain"`` admits
+    calls that a waiting turn of this actor made itself (A -> B -> A, which would otherwise
+    be a ``DeadlockError``), ``"full"`` admits any call (Orleans' ``[Reentrant]``). Tells
+    still run one at a time, in order. Interleaving never loses an update: turns commit one
+    at a time, and a turn under which another committed is run again on the new state,
+    with the results of its side effects and calls as recorded, before it commits."""
     if not TYPE_NAME.match(type_name):
         raise ValueError(
             f"actor type name {type_name!r} must match {TYPE_NAME.pattern} "
             "(lowercase, digits, '_', '.', '-')"
         )
+    if reentrancy not in REENTRANCY:
+        raise ValueError(f"reentrancy must be one of {', '.join(REENTRANCY)}, not {reentrancy!r}")
 
     def register(cls: type[A]) -> type[A]:
-        cls.__bayou_spec__ = describe(cls, type_name)
+        spec = describe(cls, type_name)
+        if reentrancy != "none":
+            if not issubclass(cls, (Actor, Entity)):
+                raise TypeError(f"{cls.__qualname__}: only actors and entities are reentrant")
+            spec = replace(spec, reentrancy=reentrancy)
+        cls.__bayou_spec__ = spec
         return cls
 
     return register
@@ -294,10 +333,17 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
         kind = "query"
     elif getattr(fn, "__bayou_workflow__", False):
         kind = "workflow"
+    interleave = bool(getattr(fn, "__bayou_interleave__", False))
+    if interleave and kind != "exclusive":
+        raise TypeError(
+            f"{cls.__qualname__}.{name}: @always_interleave is for exclusive handlers; "
+            f"a {kind} already interleaves"
+        )
     return HandlerSpec(
         name=name,
         kind=kind,
         params=tuple(params),
         args_model=args_model,
         result_adapter=result_adapter,
+        interleave=interleave,
     )

@@ -40,6 +40,7 @@ from bayou.runtime.effects import (
     stream_meta_key,
 )
 from bayou.runtime.handler_results import actor_error, dump_result
+from bayou.runtime.interleaving import Interleaving
 from bayou.runtime.invocation import SEND_METHOD, InvocationContext
 from bayou.runtime.kv_cache import KVCache
 from bayou.runtime.outbox import Outbox, OutgoingTell
@@ -108,6 +109,7 @@ class Activation:
         "_busy",
         "_closed",
         "_inbox_ids",
+        "_interleaving",
         "_kv_cache",
         "_loaded",
         "_outbox",
@@ -174,6 +176,8 @@ class Activation:
         self._run_waiters: dict[str, list[asyncio.Future[Any]]] | None = None
         self._loaded: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
+        # Turns in flight at once and their commit order: only for reentrant actors.
+        self._interleaving: Interleaving | None = Interleaving(self) if spec.interleaves else None
         self.instance.__dict__["_bayou_timers"] = _LazyTimers(self)
 
     def __repr__(self) -> str:
@@ -187,6 +191,17 @@ class Activation:
         if cache is None:
             cache = self._kv_cache = KVCache(self.catalog.settings.kv_cache_entries)
         return cache
+
+    @property
+    def ident(self) -> str:
+        """``type/key``: how call chains name this actor."""
+        return f"{self.spec.type_name}/{self.key}"
+
+    @property
+    def interleaving(self) -> Interleaving:
+        interleaving = self._interleaving
+        assert interleaving is not None, "only reentrant actors interleave turns"
+        return interleaving
 
     @property
     def outbox(self) -> Outbox:
@@ -403,6 +418,8 @@ class Activation:
         self.status = "closed"
         if self._timers is not None:
             self._timers.cancel_all()
+        if self._interleaving is not None:
+            self._interleaving.cancel_all()
         for run in list(self._runs.values()) if self._runs else ():
             if run.task is not None:
                 run.task.cancel()
@@ -454,10 +471,22 @@ class Activation:
     # -- the mailbox -----------------------------------------------------------------------
 
     def call(self, message: Message) -> asyncio.Future[Any]:
-        """Queue an exclusive message; the future resolves once its turn is committed."""
+        """Queue an exclusive message (or, if it may interleave, start its turn now); the
+        future resolves once its turn is committed."""
         if self.status != "active":
             raise Unavailable(f"{self.actor_key} is {self.status}")
+        if self.spec.interleaves and self._may_interleave(message):
+            return self.interleaving.start(message)
         return self._enqueue(message)
+
+    def _may_interleave(self, message: Message) -> bool:
+        handler = self.spec.handlers.get(message.method)
+        if handler is None or handler.kind != "exclusive":
+            return False
+        reentrancy = self.spec.reentrancy
+        if handler.interleave or reentrancy == "full":
+            return True
+        return reentrancy == "call_chain" and self.ident in message.chain
 
     def _retry_later(self, message: Message, delay: float = 0.5) -> None:
         def requeue() -> None:
@@ -476,6 +505,19 @@ class Activation:
     def request_snapshot(self) -> None:
         if self.status == "active":
             self._enqueue(_SNAPSHOT)
+
+    def request_snapshot_if_due(self) -> None:
+        if self._snapshot_due():
+            self.request_snapshot()
+
+    def busy(self, delta: int) -> None:
+        """Count work in flight outside the mailbox loop (deactivation waits for it)."""
+        self._busy += delta
+        if delta < 0:
+            self.last_used = self.clock.monotonic()
+            self._update_quiet()
+        else:
+            self._set_quiet(False)
 
     def _enqueue(self, item: Any) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -505,54 +547,8 @@ class Activation:
                 if item is _SNAPSHOT:
                     await self._guarded(self.snapshot, fut)
                     continue
-                if not self.catalog.lease_ok():
-                    # The silo cannot confirm it still owns this actor (frozen, or cut off
-                    # from membership): start no turn. Calls fail over to a retry; stored
-                    # tells wait in the inbox and are tried again.
-                    if not fut.done():
-                        fut.set_exception(Unavailable(f"{self.actor_key}: lease unconfirmed"))
-                    if item.inbox_id is not None:
-                        self._retry_later(item, 1.0)
-                    continue
-                handler = self.spec.handlers.get(item.method)
-                if handler is not None and handler.kind == "workflow":
-                    self._start_run(item)
-                    if not fut.done():
-                        fut.set_result(None)
-                    continue
-                try:
-                    if self._turn_lock is None and not self._runs:
-                        # No workflow run exists (each takes the lock before its code
-                        # runs), and only this loop starts one: nothing to exclude.
-                        result = await self._turn(item)
-                    else:
-                        async with self.turn_lock:
-                            result = await self._turn(item)
-                except FencedWrite:
-                    if not fut.done():
-                        fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
-                    self.lose_ownership()
+                if not await self.run_message(item, fut, exclusive=True):
                     return
-                except StorageError as exc:
-                    # Whether the write landed is unknown (a lost reply looks like a failure),
-                    # so memory can no longer be trusted to match storage: reload on next use.
-                    if not fut.done():
-                        fut.set_exception(exc)
-                    log.warning("%s: storage failed (%s); reloading on next use", self, exc)
-                    self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
-                    return
-                except BaseException as exc:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
-                    if not isinstance(exc, Exception):
-                        raise
-                    if isinstance(exc, RETRYABLE) and item.inbox_id is not None:
-                        # A stored tell whose turn failed for reasons outside the handler:
-                        # it stays in the inbox, so try it again shortly.
-                        self._retry_later(item)
-                else:
-                    if not fut.done():
-                        fut.set_result(result)
                 if self._snapshot_due():
                     await self._guarded(self.snapshot, None)
         finally:
@@ -562,6 +558,62 @@ class Activation:
             if not queue:
                 self._queue = None  # an idle activation keeps no mailbox
             self._update_quiet()
+
+    async def run_message(
+        self, item: Message, fut: asyncio.Future[Any], *, exclusive: bool
+    ) -> bool:
+        """Run one message's turn and settle ``fut`` with its outcome; False once the
+        activation had to close (its ownership or its storage failed). ``exclusive=False``
+        for a turn that interleaves: it takes no turn lock."""
+        if not self.catalog.lease_ok():
+            # The silo cannot confirm it still owns this actor (frozen, or cut off from
+            # membership): start no turn. Calls fail over to a retry; stored tells wait in
+            # the inbox and are tried again.
+            if not fut.done():
+                fut.set_exception(Unavailable(f"{self.actor_key}: lease unconfirmed"))
+            if item.inbox_id is not None:
+                self._retry_later(item, 1.0)
+            return True
+        handler = self.spec.handlers.get(item.method)
+        if handler is not None and handler.kind == "workflow":
+            self._start_run(item)
+            if not fut.done():
+                fut.set_result(None)
+            return True
+        try:
+            if not exclusive or (self._turn_lock is None and not self._runs):
+                # No workflow run exists (each takes the lock before its code runs), and
+                # only the mailbox loop starts one: nothing to exclude.
+                result = await self._turn(item)
+            else:
+                async with self.turn_lock:
+                    result = await self._turn(item)
+        except FencedWrite:
+            if not fut.done():
+                fut.set_exception(Unavailable(f"{self.actor_key} moved; retry"))
+            self.lose_ownership()
+            return False
+        except StorageError as exc:
+            # Whether the write landed is unknown (a lost reply looks like a failure), so
+            # memory can no longer be trusted to match storage: reload on next use.
+            if not fut.done():
+                fut.set_exception(exc)
+            log.warning("%s: storage failed (%s); reloading on next use", self, exc)
+            self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+            return False
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, RETRYABLE) and item.inbox_id is not None:
+                # A stored tell whose turn failed for reasons outside the handler: it
+                # stays in the inbox, so try it again shortly.
+                self._retry_later(item)
+        else:
+            if not fut.done():
+                fut.set_result(result)
+        return True
 
     async def _guarded(self, action: Callable[[], Any], fut: asyncio.Future[Any] | None) -> None:
         try:
@@ -598,6 +650,19 @@ class Activation:
     # -- turns -----------------------------------------------------------------------------
 
     async def _turn(self, message: Message) -> Any:
+        interleaving = self._interleaving
+        key = message.idempotency_key
+        if interleaving is None or key is None:
+            return await self._turn_once(message, interleaving)
+        # Two turns with one idempotency key never run at once: the second gets the
+        # first's recorded outcome.
+        await interleaving.hold_key(key)
+        try:
+            return await self._turn_once(message, interleaving)
+        finally:
+            interleaving.release_key(key)
+
+    async def _turn_once(self, message: Message, interleaving: Interleaving | None) -> Any:
         if not message.tick:
             self.last_used = self.clock.monotonic()
         key = message.idempotency_key
@@ -616,11 +681,53 @@ class Activation:
         if message.inbox_id is not None and self._inbox_ids:
             self._inbox_ids.discard(message.inbox_id)
         if message.method == SEND_METHOD:
-            await append_to_topic(self, message)
+            if interleaving is None:
+                await append_to_topic(self, message)
+            else:
+                async with interleaving.committing():
+                    await append_to_topic(self, message)
             return None
         handler = self.spec.handlers[message.method]
         invocation = key or uuid.uuid4().hex
         resumed = self._pending_steps.pop(invocation, None) if self._pending_steps else None
+        ctx = self._context(invocation, resumed, message)
+        try:
+            base = self.seq
+            outcome = await self._execute(ctx, handler, message)
+            # Interleaved turns commit one at a time; a turn under which another one
+            # committed runs again on the new state (its recorded steps reused) so that
+            # the journal, replayed in order, gives exactly the state it leaves.
+            while interleaving is not None:
+                await interleaving.until_no_commit()
+                if self.seq == base:
+                    interleaving.begin_commit()
+                    break
+                base = self.seq
+                ctx = self._context(invocation, ctx.steps, message, persisted=ctx.persisted)
+                ctx.tolerant = True
+                self.catalog.metrics["turn_reruns"] += 1
+                outcome = await self._execute(ctx, handler, message)
+        except BaseException:
+            if ctx.persisted:
+                self._keep_steps(invocation, ctx.steps[: ctx.persisted])
+            if message.inbox_id is not None:
+                self.inbox_ids.add(message.inbox_id)
+            raise
+        try:
+            return await self._commit(message, ctx, outcome, print_, had_steps=bool(resumed))
+        finally:
+            if interleaving is not None:
+                interleaving.end_commit()
+
+    def _context(
+        self,
+        invocation: str,
+        recorded: list[Step] | None,
+        message: Message,
+        *,
+        persisted: int | None = None,
+    ) -> InvocationContext:
+        """A live context for a turn, on a fresh private copy of the committed state."""
         working = None
         if isinstance(self.instance, Actor):
             working = working_copy(self.instance._committed)
@@ -628,19 +735,17 @@ class Activation:
             self,
             invocation,
             mode="live",
-            recorded=resumed,
+            recorded=recorded,
             working_state=working,
             chain=message.chain,
         )
-        try:
-            outcome = await self._execute(ctx, handler, message)
-        except BaseException:
-            if ctx.persisted:
-                self._keep_steps(invocation, ctx.steps[: ctx.persisted])
-            if message.inbox_id is not None:
-                self.inbox_ids.add(message.inbox_id)
-            raise
-        return await self._commit(message, ctx, outcome, print_, had_steps=bool(resumed))
+        if persisted is not None:
+            ctx.persisted = persisted
+        if self._interleaving is not None:
+            # Steps recorded by a turn that ran on older state: a reentrant handler may
+            # take another path now, so a divergence drops them rather than failing.
+            ctx.tolerant = True
+        return ctx
 
     async def _execute(self, ctx: InvocationContext, handler: HandlerSpec, msg: Message) -> Outcome:
         token = current_invocation.set(ctx)

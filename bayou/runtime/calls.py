@@ -53,11 +53,12 @@ class InternalRef:
     def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
         if method.startswith("_"):
             raise AttributeError(method)
-        _, handler = self._silo.resolve(self.type_name, method)
+        spec, handler = self._silo.resolve(self.type_name, method)
+        reenters = spec.may_reenter(handler)
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
             plain = _plain_args(self.type_name, handler, args, kwargs)
-            return await self._call(method, plain, query=handler.kind == "query")
+            return await self._call(method, plain, query=handler.kind == "query", reenters=reenters)
 
         return invoke
 
@@ -66,14 +67,14 @@ class InternalRef:
         """``self.ref(T, k).tell.method(...)``: a durable one-way message, sent after commit."""
         return InternalTells(self)
 
-    async def _call(self, method: str, args: dict[str, Any], *, query: bool) -> Any:
+    async def _call(self, method: str, args: dict[str, Any], *, query: bool, reenters: bool) -> Any:
         ctx = self._ctx
         me = f"{ctx.actor_type}/{ctx.key}"
         target = f"{self.type_name}/{self.key}"
         # A query, or a workflow (it lets go of its turn while it waits), blocks nobody.
         holds_turn = ctx.mode != "query" and getattr(ctx, "workflow_run", None) is None
         chain = (*ctx.chain, me) if holds_turn else ctx.chain
-        if not query and target in chain:
+        if not query and not reenters and target in chain:
             cycle = [*chain[chain.index(target) :], target]
             raise DeadlockError(
                 f"call cycle {' -> '.join(cycle)}: {target} is waiting for this call, so it "
@@ -86,7 +87,9 @@ class InternalRef:
             return Outcome(step[2], step[3]).unwrap()
         if ctx.mode == "query":
             return await self._silo.call(self.type_name, self.key, method, args)
-        idempotency_key = None if query else f"{ctx.invocation_id}:{ctx.cursor}"
+        # Unique per step; a rerun that took another path numbers its own calls apart.
+        prefix = ctx.invocation_id if not ctx.rerun else f"{ctx.invocation_id}.{ctx.rerun}"
+        idempotency_key = None if query else f"{prefix}:{ctx.cursor}"
         try:
             call = self._silo.call(
                 self.type_name, self.key, method, args,

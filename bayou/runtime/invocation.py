@@ -65,6 +65,11 @@ class InvocationContext(Context):
         # Actors whose exclusive turns wait on this one, outermost first (deadlock detection).
         self.chain = chain
         self.effects = Effects()
+        # Rerunning a turn of a reentrant actor on newer state: recorded steps are reused
+        # while the handler asks for the same ones; where it takes another path, the rest
+        # are dropped and it goes on live (``rerun`` counts how often that happened).
+        self.tolerant = False
+        self.rerun = 0
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -72,6 +77,11 @@ class InvocationContext(Context):
         """The recorded step at the cursor, checked against what the handler asks for now."""
         if self.cursor < len(self.steps):
             step = self.steps[self.cursor]
+            if (step[0] != kind or (name is not None and step[1] != name)) and self.tolerant:
+                del self.steps[self.cursor :]
+                self.persisted = min(self.persisted, self.cursor)
+                self.rerun += 1
+                return None
             if step[0] != kind or (name is not None and step[1] != name):
                 raise NonDeterminismError(
                     f"{self.actor_type}/{self.key}: step {self.cursor} was recorded as "

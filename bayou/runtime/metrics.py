@@ -285,6 +285,11 @@ def _activations(silo: Silo) -> Iterator[Metric]:
         "bayou_passivations", "Activations passivated after idle_timeout.", counts["passivations"]
     )
     yield _counter("bayou_snapshots", "Snapshots written.", counts["snapshots"])
+    yield _counter(
+        "bayou_turn_reruns",
+        "Turns of reentrant actors run again because another turn committed under them.",
+        counts["turn_reruns"],
+    )
     yield _replay_lengths(activations)
     yield _gauge(
         "bayou_journal_unsnapshotted_records",

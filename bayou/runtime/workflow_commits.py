@@ -127,6 +127,26 @@ async def _commit_workflow_record(
     inbox_ack: str | None = None,
     next_run: bool = False,
 ) -> None:
+    args = (activation, run, kind, steps, outcome, effects, extra_writes, inbox_ack, next_run)
+    interleaving = activation._interleaving
+    if interleaving is None:  # the run holds the actor's turn: nothing else commits
+        await _write_workflow_record(*args)
+        return
+    async with interleaving.committing():  # interleaved turns may be committing
+        await _write_workflow_record(*args)
+
+
+async def _write_workflow_record(
+    activation: Activation,
+    run: WorkflowRun,
+    kind: str,
+    steps: list[Step],
+    outcome: Outcome,
+    effects: Effects,
+    extra_writes: dict[str, bytes | None] | None,
+    inbox_ack: str | None,
+    next_run: bool,
+) -> None:
     assert activation.fence is not None
     seq = activation.seq + 1
     metas = await activation._stream_metas_of(effects.stream_names())

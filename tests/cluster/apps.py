@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bayou import Actor, App, SiloSettings, actor
+from bayou import Actor, ActorBase, App, SiloSettings, actor
 from samples.chat import Chat
 from samples.counter import Counter, CounterState
 from samples.loyalty import Loyalty
 from tests.cluster.witness import Witness
 from tests.unit.pattern_actors import Alarm, Publisher, RingNode, Sink, Source
+from tests.unit.reentrant_actors import Bouncer, ChainA
 
 
 @actor("probe")
@@ -29,7 +30,19 @@ class Probe(Actor[CounterState]):
         logging.getLogger("tests.probe").warning("note: %s", message)
 
 
+ACTORS: list[type[ActorBase]] = [
+    Counter,
+    Loyalty,
+    Chat,
+    Probe,
+    Witness,
+    Alarm,
+    Publisher,
+    RingNode,
+    Sink,
+    Source,
+]
 app = App(
-    [Counter, Loyalty, Chat, Probe, Witness, Alarm, Publisher, RingNode, Sink, Source],
+    [*ACTORS, ChainA, Bouncer],
     SiloSettings(snapshot_every=25, max_body_bytes=64 * 1024, call_timeout=10),
 )

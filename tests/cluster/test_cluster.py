@@ -226,3 +226,36 @@ async def test_bayou_status_prints_the_members(cluster: Cluster) -> None:
     lines = [line.split() for line in text.splitlines()[2:]]
     assert [row[2] for row in lines] == ["active", "active"]
     assert sum(int(row[4]) for row in lines) == 1024
+
+
+async def test_call_chains_cross_silos_deadlocks_fail_fast_reentrancy_lets_them_in(
+    cluster: Cluster,
+) -> None:
+    await cluster.start(2)
+    view = await cluster.view()
+    ids = [m["id"] for m in view["members"]]
+    # Keys whose actors live on different silos, so every hop of a cycle crosses the link.
+    home = {ids[0]: [], ids[1]: []}  # type: dict[str, list[str]]
+    for i in range(200):
+        home[cluster.owner_of(view, "ring-node", f"n{i}")].append(f"n{i}")
+    first, second = home[ids[0]][0], home[ids[1]][0]
+    url = f"{cluster.urls[0]}/v1/actors/ring-node/{first}/relay"
+    for _attempt in range(2):  # the first activates both actors; the second is timed
+        started = time.monotonic()
+        async with cluster.session.post(url, json={"path": [second, first]}) as resp:
+            body = await resp.json()
+            elapsed = time.monotonic() - started
+            assert resp.status == 409, body
+    assert body["error"]["type"] == "DeadlockError"
+    assert body["error"]["detail"]["cycle"] == [
+        f"ring-node/{first}",
+        f"ring-node/{second}",
+        f"ring-node/{first}",
+    ]
+    assert elapsed < 0.1, elapsed
+    # The same cycle into a call-chain-reentrant actor is let in, across silos.
+    a = next(f"a{i}" for i in range(200) if cluster.owner_of(view, "chain-a", f"a{i}") == ids[0])
+    b = next(f"b{i}" for i in range(200) if cluster.owner_of(view, "bouncer", f"b{i}") == ids[1])
+    async with Client(cluster.urls[1]) as client:
+        assert await client.call("chain-a", a, "start", {"via": b}) == ["bounced", "start", "end"]
+        assert await client.call("chain-a", a, "read", {}) == ["bounced", "start", "end"]

@@ -38,6 +38,7 @@ EXPECTED = [
     "UnknownMethod",
     "UnsupportedMediaType",
     "actor",
+    "always_interleave",
     "query",
     "stateless_worker",
     "workflow",
