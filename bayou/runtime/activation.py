@@ -447,7 +447,15 @@ class Activation:
         self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
 
     def is_idle(self) -> bool:
-        return self.status == "active" and self._quiet and not self._queue and not self._runs
+        """Whether the activation may be passivated: nothing queued or in flight, and any
+        workflow run parked in a durable wait that a wake reminder or a message ends."""
+        if self.status != "active" or not self._quiet or self._queue:
+            return False
+        runs = self._runs
+        if not runs:
+            return True
+        now, idle_timeout = self.clock.time(), self.catalog.settings.idle_timeout
+        return all(run.may_passivate(now, idle_timeout) for run in runs.values())
 
     def close_after_storage_error(self, exc: BaseException) -> None:
         log.warning("%s: storage failed (%s); reloading on next use", self, exc)

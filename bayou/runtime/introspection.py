@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bayou.errors import Unavailable, UnknownActorType
 from bayou.model import Actor
 from bayou.runtime.records import SnapshotBody
-from bayou.runtime.reminders import describe
+from bayou.runtime.reminders import visible
 from bayou.wire import partition_of
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ async def inspect_actor(
     else:
         described |= await _from_storage(silo, actor)
     described["inbox"] = len(await silo.storage.inbox_read(actor))
-    described["reminders"] = [describe(r) for r in await silo.storage.reminders_of(actor)]
+    described["reminders"] = visible(await silo.storage.reminders_of(actor))
     return described
 
 

@@ -22,7 +22,7 @@ from bayou.errors import NonDeterminismError
 from bayou.model import spec_of
 from bayou.runtime.effects import RESERVED, Effects, check_channel_name
 from bayou.runtime.records import Step
-from bayou.runtime.reminders import MIN_PERIOD, ReminderTarget, describe
+from bayou.runtime.reminders import MIN_PERIOD, ReminderTarget, visible
 from bayou.storage.contract import Reminder
 
 SEND_METHOD = "__send__"  # the built-in handler that appends to a topic queue (workflows)
@@ -213,8 +213,8 @@ class InvocationContext(Context):
             effects.reminders[check_channel_name(name)] = None
 
     async def reminders(self) -> list[dict[str, Any]]:
-        stored = await self.activation.catalog.storage.reminders_of(self.activation.actor_key)
-        return [describe(reminder) for reminder in stored]
+        storage = self.activation.catalog.storage
+        return visible(await storage.reminders_of(self.activation.actor_key))
 
     def send(self, actor_type: Any, key: str, topic: str, value: Any) -> None:
         type_name = actor_type if isinstance(actor_type, str) else spec_of(actor_type).type_name

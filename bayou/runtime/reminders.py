@@ -37,6 +37,21 @@ log = logging.getLogger("bayou.reminders")
 
 MIN_PERIOD = 1.0  # reminders are coarse by design: at least one second apart
 POLL_LIMIT = 1000  # reminders fired per poll; the rest wait for the next poll
+# Names the runtime keeps for itself start with \x01, which a user's names cannot contain.
+# A *wake* reminder brings back an actor that was passivated while a workflow of its slept
+# or waited with a deadline: firing it only activates the actor (the run resumes from its
+# inbox message), then removes it.
+INTERNAL = "\x01"
+WAKE_PREFIX = "\x01wake:"
+
+
+def wake_name(run_id: str, due: float) -> str:
+    return f"{WAKE_PREFIX}{run_id}:{due:.3f}"
+
+
+def visible(reminders: list[Reminder]) -> list[dict[str, Any]]:
+    """The reminders an actor's owner registered, described; the runtime's own left out."""
+    return [describe(r) for r in reminders if not r.name.startswith(INTERNAL)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +187,14 @@ class ReminderService:
 
     async def _deliver(self, reminder: Reminder, now: float) -> None:
         actor: ActorKey = reminder.actor
+        if reminder.name.startswith(WAKE_PREFIX):
+            try:
+                await self._silo.wake_for(reminder)
+            except Exception as exc:
+                log.warning("could not wake %s for a workflow yet: %s", actor, exc)
+                return
+            self._sent[(str(actor), reminder.name, reminder.due)] = time.monotonic()
+            return
         target = ReminderTarget.decode(reminder.data)
         try:
             await self._silo.tell(

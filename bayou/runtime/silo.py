@@ -41,7 +41,7 @@ from bayou.runtime.dispatch import resolve, until, validate
 from bayou.runtime.effects import check_channel_name
 from bayou.runtime.invocation import SEND_METHOD
 from bayou.runtime.rebalance import Rebalancer
-from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
+from bayou.runtime.reminders import ReminderService, describe, reminder_from_request, visible
 from bayou.runtime.routing import Router
 from bayou.runtime.workflow_commits import HISTORY_INDEX, history_key
 from bayou.storage.contract import Reminder, Storage
@@ -462,7 +462,7 @@ class Silo:
             return await self.router.forward(owner, payload, self._deadline(None), hops)
         actor = self.catalog.actor_key(type_name, key)
         if action == "list":
-            return [describe(r) for r in await self.storage.reminders_of(actor)]
+            return visible(await self.storage.reminders_of(actor))
         name = check_channel_name(name or "")
         fence = await self.ownership.fence(actor.partition)
         if action == "cancel":
@@ -539,6 +539,17 @@ class Silo:
             asyncio.ensure_future(self.catalog.get(spec, key)), deadline
         )
         return activation
+
+    async def wake_for(self, reminder: Reminder) -> None:
+        """Fire a wake reminder: activate its actor (a parked workflow run resumes from its
+        inbox message), then remove the reminder."""
+        actor = reminder.actor
+        spec = self.app.spec(actor.type)
+        if spec is None or self._owner_of(actor.type, actor.key) != self.silo_id:
+            return  # moved: the new owner fires it
+        await self._activation(spec, actor.key, self._deadline(None))
+        fence = await self.ownership.fence(actor.partition)
+        await self.storage.reminder_cancel(fence, actor, reminder.name)
 
     async def wake_inboxes(self, partitions: list[int]) -> None:
         """Activate actors of these partitions that have tells waiting (e.g. after a crash)."""

@@ -32,12 +32,14 @@ from bayou.runtime.effects import Effects
 from bayou.runtime.handler_results import actor_error
 from bayou.runtime.invocation import InvocationContext
 from bayou.runtime.records import Outcome, Step
+from bayou.runtime.reminders import WAKE_PREFIX, ReminderTarget, wake_name
 from bayou.runtime.workflow_commits import (
     commit_segment,
     finish_run,
     topic_item_key,
     topic_meta_key,
 )
+from bayou.storage.contract import Reminder
 
 if TYPE_CHECKING:
     from bayou.runtime.activation import Activation, Message
@@ -80,9 +82,20 @@ class WorkflowContext(InvocationContext):
         if step is None:
             step = ["sleep", self.activation.clock.time() + max(seconds, 0.0)]
             self._record(step)
+            self._wake_at(float(step[1]))
             await self.workflow_run.segment()
         until = float(step[1])
-        await self.workflow_run.outside_turn(self.workflow_run.sleep_until(until))
+        await self.workflow_run.parked(until, self.workflow_run.sleep_until(until))
+
+    def _wake_at(self, due: float, *, cancel: bool = False) -> None:
+        """Register (with the step about to be committed) the reminder that reactivates
+        the actor at ``due`` if it is passivated meanwhile; or cancel it."""
+        name = wake_name(self.workflow_run.run_id, due)
+        if cancel:
+            self.effects.reminders[name] = None
+            return
+        data = ReminderTarget(WAKE_PREFIX, {}).encode()
+        self.effects.reminders[name] = Reminder(self.activation.actor_key, name, due, None, data)
 
     async def receive(self, topic: str, timeout: float | None = None) -> Any:
         step = self._peek("recv", topic)
@@ -93,6 +106,8 @@ class WorkflowContext(InvocationContext):
             deadline = math.inf if timeout is None else self.activation.clock.time() + timeout
             deadline_step = ["deadline", topic, deadline]
             self._record(deadline_step)
+            if math.isfinite(deadline):
+                self._wake_at(deadline)
             await self.workflow_run.segment()
         deadline = float(deadline_step[2])
         while True:
@@ -105,13 +120,16 @@ class WorkflowContext(InvocationContext):
             if taken is not None:
                 value, writes = taken
                 self._record(["recv", topic, value, True])
+                if math.isfinite(deadline):
+                    self._wake_at(deadline, cancel=True)  # not needed any more
                 await self.workflow_run.segment(extra_writes=writes)
                 return value
             if self.activation.clock.time() >= deadline:
                 self._record(["recv", topic, None, False])
                 await self.workflow_run.segment()
                 return None
-            await self.workflow_run.outside_turn(self.workflow_run.wait_for_topic(topic, deadline))
+            waiting = self.workflow_run.wait_for_topic(topic, deadline)
+            await self.workflow_run.parked(deadline, waiting)
 
     def continue_as_new(self, **args: Any) -> None:
         raise ContinueAsNew(args)
@@ -129,6 +147,9 @@ class WorkflowRun:
         self.waiters: list[asyncio.Future[Any]] = []
         self.task: asyncio.Task[None] | None = None
         self._topic_wakeups: dict[str, asyncio.Event] = {}
+        # While the run waits durably (asleep, or for a topic): until when (inf: no
+        # deadline). Such a run may be passivated with its actor; None while its code runs.
+        self.parked_until: float | None = None
 
     # -- the turn ------------------------------------------------------------------------
 
@@ -140,6 +161,23 @@ class WorkflowRun:
             await waiting
         finally:
             await lock.acquire()
+
+    async def parked(self, until: float, waiting: Any) -> None:
+        """``outside_turn`` for a durable wait: the actor may be passivated meanwhile
+        (everything the run needs to resume is committed, with a wake reminder)."""
+        self.parked_until = until
+        try:
+            await self.outside_turn(waiting)
+        finally:
+            self.parked_until = None
+
+    def may_passivate(self, now: float, idle_timeout: float) -> bool:
+        """Whether passivating the actor now loses nothing and is worth it: the run waits
+        durably for at least ``idle_timeout`` more, and no caller awaits its result."""
+        until = self.parked_until
+        if until is None or until - now < idle_timeout:
+            return False
+        return all(fut.done() for fut in self.waiters)
 
     async def await_outside_turn(self, waiting: Any) -> Any:
         """``outside_turn`` for an awaitable whose result matters (a call to an actor)."""

@@ -564,6 +564,17 @@ class StorageConformance:
         assert await storage.reminders_of(A) == []
         assert await storage.reminders_due([0], math.inf) == []
 
+    async def test_reminder_names_may_hold_the_runtimes_prefix(self, storage: Storage) -> None:
+        # The runtime's own reminders (workflow wake-ups) are named "\x01wake:<run>:<due>".
+        fence = await take(storage)
+        wake = rem(A, "\x01wake:run-1:5.000", 5.0)
+        await storage.reminder_set(fence, wake)
+        await commit_one(storage, Commit(A, fence, rec(1), reminders={"\x01wake:b:9.000": None}))
+        assert await storage.reminders_of(A) == [wake]
+        assert await storage.reminders_due([0], 6.0) == [wake]
+        assert await storage.reminder_cancel(fence, A, "\x01wake:run-1:5.000") is True
+        assert await storage.reminders_of(A) == []
+
     async def test_reminders_of_is_per_actor(self, storage: Storage) -> None:
         f0, f1 = await take(storage), await take(storage, partition=1)
         await storage.reminder_set(f0, rem(A, "x", 1.0))
