@@ -116,6 +116,7 @@ class ActorBase:
 
     __bayou_spec__: ClassVar[ActorSpec]
     key: str
+    _bayou_activation: Any  # the runtime's activation hosting this instance
 
     @property
     def ctx(self) -> Context:
@@ -153,10 +154,10 @@ class ActorBase:
         return bool(self._timers().cancel(name))
 
     def _timers(self) -> Any:
-        timers = self.__dict__.get("_bayou_timers")
-        if timers is None:
+        activation = getattr(self, "_bayou_activation", None)
+        if activation is None:
             raise RuntimeError("timers are available once the actor is activated")
-        return timers
+        return activation.timers
 
     async def on_activate(self) -> None:
         """Called after the actor's state is loaded, before its first message."""

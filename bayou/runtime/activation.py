@@ -108,6 +108,7 @@ class Activation:
     __slots__ = (
         "_busy",
         "_closed",
+        "_dedup",
         "_inbox_ids",
         "_interleaving",
         "_kv_cache",
@@ -127,7 +128,6 @@ class Activation:
         "actor_key",
         "catalog",
         "clock",
-        "dedup",
         "fence",
         "instance",
         "key",
@@ -150,8 +150,7 @@ class Activation:
         self.fence: Fence | None = None
         self.instance: ActorBase = spec.cls()
         self.instance.key = key
-        settings = catalog.settings
-        self.dedup = DedupWindow(settings.dedup_window_size, settings.dedup_window_age)
+        self._dedup: DedupWindow | None = None
         self.seq = 0
         self.snapshot_seq = 0
         self.replayed = 0
@@ -178,7 +177,9 @@ class Activation:
         self._closed: asyncio.Future[None] | None = None
         # Turns in flight at once and their commit order: only for reentrant actors.
         self._interleaving: Interleaving | None = Interleaving(self) if spec.interleaves else None
-        self.instance.__dict__["_bayou_timers"] = _LazyTimers(self)
+        # What ActorBase.set_timer reaches its timers through (made on first use). Set as
+        # an attribute: touching ``__dict__`` would make the instance grow a real dict.
+        self.instance._bayou_activation = self
 
     def __repr__(self) -> str:
         return f"<Activation {self.actor_key} {self.status} seq={self.seq}>"
@@ -191,6 +192,16 @@ class Activation:
         if cache is None:
             cache = self._kv_cache = KVCache(self.catalog.settings.kv_cache_entries)
         return cache
+
+    @property
+    def dedup(self) -> DedupWindow:
+        """Recent idempotency keys and their outcomes (most idle actors have none)."""
+        window = self._dedup
+        if window is None:
+            settings = self.catalog.settings
+            window = DedupWindow(settings.dedup_window_size, settings.dedup_window_age)
+            self._dedup = window
+        return window
 
     @property
     def ident(self) -> str:
@@ -1066,29 +1077,6 @@ class Activation:
                 self._run_waiters = {}
             self._run_waiters.setdefault(run_id, []).append(fut)
         return fut
-
-
-class _LazyTimers:
-    """What an actor instance holds as its timers (``ActorBase.set_timer``): the
-    activation's ``Timers``, made on the first call, so an actor without timers has none."""
-
-    __slots__ = ("_activation",)
-
-    def __init__(self, activation: Activation) -> None:
-        self._activation = activation
-
-    def names(self) -> list[str]:
-        timers = self._activation._timers
-        return [] if timers is None else timers.names()
-
-    def set(
-        self, name: str, delay: float, method: str, args: dict[str, Any], period: float | None
-    ) -> None:
-        self._activation.timers.set(name, delay, method, args, period)
-
-    def cancel(self, name: str) -> bool:
-        timers = self._activation._timers
-        return False if timers is None else timers.cancel(name)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
