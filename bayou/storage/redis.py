@@ -95,6 +95,7 @@ DEFAULT_TIMEOUT = 15.0
 MAX_CONNECTIONS = 64
 
 _JOURNAL_PAGE = 1000  # XRANGE entries per page
+_LOAD_BATCH = 128  # actors per LOAD_MANY run: keeps each run (Redis is single-threaded) short
 # What XRANGE returns with decode_responses=False (which open() insists on).
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
 _KV_CHUNK = 1000  # fields per HMGET
@@ -189,6 +190,9 @@ class RedisStorage(Storage):
         self.batch_commits = batch_commits
         self._given = client
         self._client: redis.asyncio.Redis | None = None
+        # Loads asked for in this loop turn, and the batches running (see load_actor).
+        self._loads: list[tuple[ActorKey, asyncio.Future[ActorLoad]]] = []
+        self._load_tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisStorage({_redacted(self.url)!r}, {self.keys.cluster!r})"
@@ -591,9 +595,60 @@ class RedisStorage(Storage):
     # -- activation ------------------------------------------------------------------------
 
     async def load_actor(self, actor: ActorKey) -> ActorLoad:
-        """One MULTI/EXEC pipeline (one round trip, one instant) reads the snapshot, the
-        journal, the pending steps and the inbox; a journal longer than a page (snapshots
-        keep it short) is read on in pages after it."""
+        """Everything an activation reads, as of one instant: the snapshot, the journal,
+        the pending steps and the inbox; a journal longer than a page (snapshots keep it
+        short) is read on in pages after it.
+
+        On a single Redis the loads asked for in one loop turn share one ``LOAD_MANY`` run
+        (a burst of first calls, or a failover's reactivations, costs one round trip per
+        batch, not one per actor); on Redis Cluster each is one MULTI/EXEC."""
+        client = self._client
+        if client is None or not self._single_node(client):
+            return await self._load_one(actor)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ActorLoad] = loop.create_future()
+        self._loads.append((actor, fut))
+        if len(self._loads) == 1:
+            loop.call_soon(self._start_loads)
+        return await fut
+
+    def _start_loads(self) -> None:
+        loads, self._loads = self._loads, []
+        for start in range(0, len(loads), _LOAD_BATCH):
+            task = asyncio.ensure_future(self._load_batch(loads[start : start + _LOAD_BATCH]))
+            self._load_tasks.add(task)
+            task.add_done_callback(self._load_tasks.discard)
+
+    async def _load_batch(self, loads: list[tuple[ActorKey, asyncio.Future[ActorLoad]]]) -> None:
+        keys: list[Any] = []
+        for actor, _ in loads:
+            ak = self.keys.actor(actor)
+            keys += (ak.snapshot, ak.journal, ak.steps, ak.inbox_order, ak.inbox)
+        try:
+            async with self._session("load_actor") as client:
+                replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
+            if not isinstance(replies, list) or len(replies) != len(loads):
+                raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
+            for (actor, fut), reply in zip(loads, replies, strict=True):
+                if fut.done():
+                    continue  # its caller gave up
+                (seq, data), page, steps, ids, payloads = reply
+                entries = [(eid, _pairs(fields)) for eid, fields in page]
+                load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
+                if len(page) == _JOURNAL_PAGE:
+                    after = 0 if load.snapshot is None else load.snapshot.seq
+                    more = await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
+                    load.journal.extend(more)
+                fut.set_result(load)
+        except BaseException as exc:
+            error = exc if isinstance(exc, StorageError) else StorageError(f"load failed: {exc}")
+            for _, fut in loads:
+                if not fut.done():
+                    fut.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _load_one(self, actor: ActorKey) -> ActorLoad:
         keys = self.keys.actor(actor)
         async with self._session("load_actor") as client:
             pipe = client.pipeline(transaction=True)
@@ -603,18 +658,37 @@ class RedisStorage(Storage):
             pipe.zrange(keys.inbox_order, 0, -1)
             pipe.hgetall(keys.inbox)
             (seq, data), page, steps, ids, payloads = await pipe.execute()
-            snapshot = None if seq is None else Snapshot(int(seq), _bytes(data))
-            after = 0 if snapshot is None else snapshot.seq
-            journal = [
-                JournalRecord(s, fields[b"d"])
-                for eid, fields in cast(_Entries, page)
-                if (s := journal_seq(eid)) > after
-            ]
-            pending = _pending_steps(steps)
-            inbox = [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
+            load = self._actor_load(seq, data, cast(_Entries, page), steps, ids, payloads)
         if len(page) == _JOURNAL_PAGE:
-            journal += await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
-        return ActorLoad(snapshot, journal, pending, inbox)
+            after = 0 if load.snapshot is None else load.snapshot.seq
+            load.journal.extend(
+                await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
+            )
+        return load
+
+    @staticmethod
+    def _actor_load(
+        seq: Any,
+        data: Any,
+        page: _Entries,
+        steps: dict[bytes, bytes],
+        ids: list[bytes],
+        payloads: dict[bytes, bytes],
+    ) -> ActorLoad:
+        snapshot = None if seq is None else Snapshot(int(seq), _bytes(data))
+        after = 0 if snapshot is None else snapshot.seq
+        journal = [
+            JournalRecord(s, fields[b"d"])
+            for eid, fields in page
+            if (s := journal_seq(eid)) > after
+        ]
+        inbox = [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
+        return ActorLoad(snapshot, journal, _pending_steps(steps), inbox)
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as Lua returns it (field, value, field, value, ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _pending_steps(fields: dict[bytes, bytes]) -> dict[str, list[bytes]]:

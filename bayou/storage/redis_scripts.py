@@ -222,6 +222,30 @@ return replies
     ).encode(),
 )
 
+# Everything an activation reads, for many actors at once, on a single Redis (a batch spans
+# slots). Reads only: nothing to fence. KEYS: each actor's snapshot, journal, steps, inbox
+# order and inbox in turn. ARGV: the journal page size. Replies, per actor: the snapshot's
+# {seq, data} (nil when absent), the first journal page, the steps hash and the inbox hash
+# as flat lists, and the inbox ids in order. One run is one instant, as MULTI/EXEC was.
+LOAD_MANY = LuaScript(
+    "load_many",
+    b"""
+local page = ARGV[1]
+local replies = {}
+for i = 0, #KEYS / 5 - 1 do
+  local k = i * 5
+  replies[i + 1] = {
+    redis.call('HMGET', KEYS[k + 1], 'seq', 'data'),
+    redis.call('XRANGE', KEYS[k + 2], '-', '+', 'COUNT', page),
+    redis.call('HGETALL', KEYS[k + 3]),
+    redis.call('ZRANGE', KEYS[k + 4], 0, -1),
+    redis.call('HGETALL', KEYS[k + 5]),
+  }
+end
+return replies
+""",
+)
+
 # KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
 WRITE_SNAPSHOT = LuaScript(
     "write_snapshot",
@@ -332,6 +356,7 @@ SCRIPTS: tuple[LuaScript, ...] = (
     REMINDER_SET,
     REMINDER_CANCEL,
     EARLIEST_DUE,
+    LOAD_MANY,
 )
 
 
