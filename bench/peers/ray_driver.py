@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 import ray  # noqa: E402
 
 from bench.loadgen import LoadSpec, _timed  # noqa: E402
+from bench.peers import cpu  # noqa: E402
 from bench.stats import summarize  # noqa: E402
 
 
@@ -171,9 +172,23 @@ def main(argv: list[str]) -> int:
                     continue
                 log(f"c={c} {style}")
                 spec = LoadSpec(kind="ray", urls=[], concurrency=int(c), **spec_fields)
-                level[style] = (
+                # The client is this driver; the servers, every Ray process under it
+                # (GCS, raylet, the actors' workers).
+                client, everything = cpu.tree(os.getpid(), own_only=True), cpu.tree(os.getpid())
+                row = (
                     blocking(pool, keys, spec) if style == "blocking" else with_asyncio(pool, spec)
                 )
+                client = cpu.tree(os.getpid(), own_only=True) - client
+                everything = cpu.tree(os.getpid()) - everything
+                row["cpu_ms_per_call"] = {
+                    name: cpu.per_call_ms(seconds, row, spec.warmup, spec.duration)
+                    for name, seconds in (
+                        ("servers", everything - client),
+                        ("client", client),
+                        ("total", everything),
+                    )
+                }
+                level[style] = row
             if level:
                 best = max(level, key=lambda s: float(level[s]["throughput"]))
                 out[f"c{c}"] = level[best] | {"style": best, "styles": level}

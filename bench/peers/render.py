@@ -29,6 +29,13 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    found = row.get("cpu_ms_per_call")
+    if not isinstance(found, dict):
+        return "-"
+    return f"{found['servers']:.3f} + {found['client']:.3f} = {found['total']:.3f}"
+
+
 def render(report: dict[str, Any]) -> str:
     m, v = report["machine"], report["versions"]
     settings = report["settings"]
@@ -56,7 +63,8 @@ def render(report: dict[str, Any]) -> str:
         out += [
             "## Ratios (more than 1: bayou ahead)",
             "",
-            "Calls/s: bayou / peer. p50 latency: peer / bayou.",
+            "Calls/s: bayou / peer. p50 latency and CPU per call (every process of the "
+            "system, client included): peer / bayou.",
             "",
             "| ratio | median | runs |",
             "|---|---:|---|",
@@ -70,8 +78,9 @@ def render(report: dict[str, Any]) -> str:
         out += [
             f"## Run {i} (order: {', '.join(run.get('order', []))})",
             "",
-            "| system | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| system | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors "
+            "| CPU ms/call servers + client |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for system, key, label in ROWS:
             row = (run.get(system) or {}).get(key)
@@ -82,7 +91,7 @@ def render(report: dict[str, Any]) -> str:
             out.append(
                 f"| {label}{style} | "
                 + " | ".join(_num(c) for c in cells)
-                + f" | {_num(row.get('errors'))} |"
+                + f" | {_num(row.get('errors'))} | {_cpu(row)} |"
             )
         for system in ("bayou", "restate", "ray"):
             failed = (run.get(system) or {}).get("failed")

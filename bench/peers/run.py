@@ -4,9 +4,10 @@
 Each comparison run measures, one after the other on this machine (the order rotated from
 run to run, so slow drift of a shared machine does not always hit the same system):
 
-- bayou: ``bench.scenarios.calls.run_call`` on one silo over a fresh redis-server (AOF
-  everysec), the very code of ``make bench``: 10,000 warm actors, durable ``add(1)``,
-  Python client over the link and over HTTP, and a plain aiohttp client, at c=1 and c=256;
+- bayou: the ``call`` scenario of ``make bench`` (``bench.scenarios.calls``: its warm-up,
+  its clients, the harness's silo on a fresh redis-server with AOF everysec): 10,000 warm
+  actors, durable ``add(1)``, Python client over the link and over HTTP, and a plain
+  aiohttp client, at c=1 and c=256;
 - Restate: ``restate-server`` (its data in a temporary directory, every listener on a free
   loopback port, telemetry off) and the Python SDK's virtual object ``counter``
   (``restate_app.py``) under one hypercorn process with uvloop, registered through the
@@ -16,9 +17,11 @@ run to run, so slow drift of a shared machine does not always hit the same syste
   its own that has only a loopback interface (when ``unshare`` works here): a local Ray
   instance, a pool of actors holding the 10,000 counters, called from the driver.
 
-Ratios are taken within each run (bayou / peer for calls/s, peer / bayou for p50, so more
-than 1 always means bayou is ahead), then the median over the runs. Everything started is
-ended by its pid (Ray: by the process group the driver was started in).
+Each figure also has its CPU cost per call (servers, client, total), which a machine shared
+with other work disturbs far less than calls/s. Ratios are taken within each run (bayou /
+peer for calls/s; peer / bayou for p50 and CPU per call: more than 1 always means bayou is
+ahead), then the median over the runs. Everything started is ended by its pid (Ray: by the
+process group the driver was started in).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import Any
 from bench.config import Mode
 from bench.context import Bench
 from bench.loadgen import LoadSpec
-from bench.peers import install, render
+from bench.peers import cpu, install, render
 from bench.procs import ROOT, free_port, wait_http
 from bench.progress import Progress
 from bench.report import machine, versions
@@ -62,6 +65,8 @@ PAIRS = (
     ("ray", "c256", "raw-http c256", "throughput"),
     ("ray", "c1", "bayou-link c1", "p50_ms"),
     ("ray", "c1", "raw-http c1", "p50_ms"),
+    ("restate", "c256", "raw-http c256", "cpu"),
+    ("ray", "c256", "bayou-link c256", "cpu"),
 )
 
 # Which pairing each goal is judged on: the same client kind on both sides (plain HTTP
@@ -80,12 +85,22 @@ GOALS = (
 )
 
 
+FIGURE_NAMES = {"throughput": "throughput", "p50_ms": "p50", "cpu": "CPU per call"}
+
+
 def pair_name(peer: str, level: str, bayou_row: str, figure: str) -> str:
-    return f"{peer} {level} {'throughput' if figure == 'throughput' else 'p50'} vs {bayou_row}"
+    return f"{peer} {level} {FIGURE_NAMES[figure]} vs {bayou_row}"
+
+
+def _figure(row: dict[str, Any], figure: str) -> float:
+    if figure == "cpu":
+        return float((row.get("cpu_ms_per_call") or {}).get("total") or 0)
+    return float(row.get(figure) or 0)
 
 
 def pair_ratio(bayou: dict[str, Any], peer: dict[str, Any], figure: str) -> float | None:
-    mine, theirs = float(bayou.get(figure) or 0), float(peer.get(figure) or 0)
+    """bayou / peer for calls/s; peer / bayou for latency and CPU per call."""
+    mine, theirs = _figure(bayou, figure), _figure(peer, figure)
     if figure == "throughput":
         return round(mine / theirs, 3) if theirs > 0 else None
     return round(theirs / mine, 3) if mine > 0 else None
@@ -94,12 +109,38 @@ def pair_ratio(bayou: dict[str, Any], peer: dict[str, Any], figure: str) -> floa
 # -- bayou ----------------------------------------------------------------------------------
 
 
+def timed_with_cpu(bench: Bench, spec: LoadSpec, label: str) -> dict[str, Any]:
+    """``bench.timed``, plus the CPU each call cost: the servers (every process the bench
+    started and still runs, with its children) and the client (the load generator)."""
+    pids = [child.pid for child in bench.procs.children if child.alive()]
+    servers, client = cpu.trees(pids), cpu.reaped_children()
+    row = bench.timed(spec, label)
+    servers, client = cpu.trees(pids) - servers, cpu.reaped_children() - client
+    row["cpu_ms_per_call"] = {
+        name: cpu.per_call_ms(seconds, row, spec.warmup, spec.duration)
+        for name, seconds in (
+            ("servers", servers),
+            ("client", client),
+            ("total", servers + client),
+        )
+    }
+    return row
+
+
 def measure_bayou(
     mode: Mode, workdir: Path, progress: Progress, notes: list[str]
 ) -> dict[str, Any]:
+    """What ``calls.run_call`` measures (its warm-up, its clients and levels), with each
+    figure's CPU cost: one silo on a fresh redis-server."""
     bench = Bench(mode, workdir, progress)
     try:
-        return calls.run_call(bench)
+        _, url = bench.main_silo()
+        out: dict[str, Any] = {"warm_up": calls.warm(bench, url)}
+        for kind, _family in calls.CLIENTS:
+            for c in (1, mode.high):
+                spec = bench.spec(kind, [url], concurrency=c)
+                out[f"{kind} c{c}"] = timed_with_cpu(bench, spec, f"bayou: call {kind} c={c}")
+        return out
     finally:
         bench.procs.close()
         notes.extend(f"bayou: {n}" for n in bench.notes)
@@ -213,39 +254,12 @@ def measure_restate(
         progress.advance()
         for c in (1, mode.high):
             spec = bench.spec("raw-http", [ingress], concurrency=c, extra=path)
-            before = {child.name: cpu_seconds(child.pid) for child in (server, handlers)}
-            row = bench.timed(spec, f"restate: call c={c}")
-            # Where the time went: CPU seconds of the server and of the SDK process over
-            # the load (warm-up included), per 1,000 calls measured.
-            calls_done = max(1, int(row["ops"] * (spec.warmup + spec.duration) / spec.duration))
-            row["cpu_ms_per_call"] = {
-                child.name: round(
-                    (cpu_seconds(child.pid) - before[child.name]) * 1000 / calls_done, 3
-                )
-                for child in (server, handlers)
-            }
-            out[f"c{c}"] = row
+            out[f"c{c}"] = timed_with_cpu(bench, spec, f"restate: call c={c}")
     finally:
         bench.procs.close()
         notes.extend(f"restate: {n}" for n in bench.notes)
         shutil.rmtree(data, ignore_errors=True)
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of ``pid`` and the processes under it (hypercorn
-    runs its worker in a child process), from Linux's /proc; 0.0 for a gone process."""
-    total = 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += cpu_seconds(int(child))
-    except (OSError, ValueError, IndexError):
-        pass
-    return total
 
 
 def _until_ingress_serves(server: Any, url: str, timeout: float = 60.0) -> None:
@@ -326,27 +340,29 @@ def measure_ray(
     command = [*prefix, str(where.python), str(ROOT / "bench" / "peers" / "ray_driver.py")]
     progress.start("ray: start")
     log_path = workdir / "ray-driver.log"
-    proc = subprocess.Popen(
-        [*command, json.dumps(config)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: Ray's processes are ended with it
-    )
+    result_path = workdir / "ray-result.json"
+    with open(result_path, "w") as result_file:
+        proc = subprocess.Popen(
+            [*command, json.dumps(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=result_file,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: Ray's processes end with it
+        )
     relay = threading.Thread(target=_relay, args=(proc, log_path, progress), daemon=True)
     relay.start()
     try:
-        out, _ = proc.communicate(timeout=budget + 60.0)
+        proc.wait(timeout=budget + 60.0)
     except subprocess.TimeoutExpired:
-        _end_group(proc.pid)
-        proc.communicate()
         raise RuntimeError(f"the Ray driver ran past {budget + 60:.0f}s") from None
     finally:
         _end_group(proc.pid)
+        proc.wait()
         relay.join(timeout=5.0)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+    out = result_path.read_text()
     progress.advance()
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
