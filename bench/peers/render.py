@@ -32,8 +32,9 @@ def _num(value: Any) -> str:
 def _cpu(row: dict[str, Any]) -> str:
     found = row.get("cpu_ms_per_call")
     if not isinstance(found, dict):
-        return "-"
-    return f"{found['servers']:.3f} + {found['client']:.3f} = {found['total']:.3f}"
+        return "- | -"
+    cores = float(row.get("throughput") or 0) * float(found["total"]) / 1000
+    return f"{found['servers']:.3f} + {found['client']:.3f} = {found['total']:.3f} | {cores:.2f}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -64,7 +65,9 @@ def render(report: dict[str, Any]) -> str:
             "## Ratios (more than 1: bayou ahead)",
             "",
             "Calls/s: bayou / peer. p50 latency and CPU per call (every process of the "
-            "system, client included): peer / bayou.",
+            "system, client included): peer / bayou. In the runs' tables, *cores busy* is "
+            "calls/s times CPU per call: how much of the 2 cores the system got while "
+            "other work shared the machine.",
             "",
             "| ratio | median | runs |",
             "|---|---:|---|",
@@ -79,8 +82,8 @@ def render(report: dict[str, Any]) -> str:
             f"## Run {i} (order: {', '.join(run.get('order', []))})",
             "",
             "| system | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors "
-            "| CPU ms/call servers + client |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| CPU ms/call servers + client | cores busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for system, key, label in ROWS:
             row = (run.get(system) or {}).get(key)
