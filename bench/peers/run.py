@@ -112,17 +112,22 @@ def pair_ratio(bayou: dict[str, Any], peer: dict[str, Any], figure: str) -> floa
 def timed_with_cpu(bench: Bench, spec: LoadSpec, label: str) -> dict[str, Any]:
     """``bench.timed``, plus the CPU each call cost: the servers (every process the bench
     started and still runs, with its children) and the client (the load generator)."""
-    pids = [child.pid for child in bench.procs.children if child.alive()]
-    servers, client = cpu.trees(pids), cpu.reaped_children()
+    children = [child for child in bench.procs.children if child.alive()]
+    before = {child.name: cpu.tree(child.pid) for child in children}
+    client = cpu.reaped_children()
     row = bench.timed(spec, label)
-    servers, client = cpu.trees(pids) - servers, cpu.reaped_children() - client
+    each = {child.name: cpu.tree(child.pid) - before[child.name] for child in children}
+    client = cpu.reaped_children() - client
+    servers = sum(each.values())
+
+    def ms(seconds: float) -> float:
+        return cpu.per_call_ms(seconds, row, spec.warmup, spec.duration)
+
     row["cpu_ms_per_call"] = {
-        name: cpu.per_call_ms(seconds, row, spec.warmup, spec.duration)
-        for name, seconds in (
-            ("servers", servers),
-            ("client", client),
-            ("total", servers + client),
-        )
+        "servers": ms(servers),
+        "client": ms(client),
+        "total": ms(servers + client),
+        "by_process": {name: ms(seconds) for name, seconds in each.items()},
     }
     return row
 
