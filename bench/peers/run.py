@@ -440,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ray-actors", type=int, default=4, help="Ray actors in the pool")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--budget", type=float, default=1800.0, help="seconds; later measurements are skipped"
+    )
     args = parser.parse_args(argv)
     wanted = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(wanted) - set(PEERS))
@@ -509,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = systems[shift:] + systems[:shift]
             run: dict[str, Any] = {"order": [name for name, _ in order]}
             for name, measure in order:
+                if time.monotonic() - started > args.budget:
+                    run[name] = {"failed": f"skipped: the {args.budget:.0f}s budget was spent"}
+                    progress.note(f"run {i + 1} {name}: {run[name]['failed']}")
+                    continue
                 progress.start(f"run {i + 1}/{args.runs}: {name}")
                 try:
                     run[name] = measure(workdir / f"run{i + 1}-{name}")
