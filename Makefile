@@ -47,9 +47,12 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
-# Optional: the same call workload on Ray and Restate, each in its own virtualenv.
+# Optional: the same call workload on Ray and Restate (bench/README.md, "Peers"), which it
+# installs into virtualenvs of their own under ~/.cache/bayou-bench-peers (npm for the
+# Restate server); ~8 minutes. PEERS_ARGS="--runs 1 --duration 2 --only restate" and so on.
+PEERS_ARGS ?=
 bench-peers: $(STAMP)
-	$(BIN)/python -m bench.peers
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bayou-data

@@ -4,6 +4,9 @@ Run by the harness as ``python -m bench.loadgen '<json spec>'`` so the load neve
 the silo's process; it prints one JSON result on stdout. The spec (``LoadSpec``) says what
 to call (a bayou client over the link or HTTP, a plain aiohttp client, or the echo
 ceilings), how (concurrency, duration, at most how many operations) and on which keys.
+
+aiohttp and uvloop are imported where they are used, so that a peer's driver running in
+another virtualenv (``bench/peers/ray_driver.py``) can reuse the timed loop and its figures.
 """
 
 from __future__ import annotations
@@ -16,9 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import aiohttp
-import uvloop
 
 from bench.stats import summarize
 
@@ -89,6 +89,8 @@ async def make_op(spec: LoadSpec, stack: list[Callable[[], Awaitable[None]]]) ->
         return lambda key: bound(key)(n=1)
 
     if spec.kind == "raw-http":
+        import aiohttp
+
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(spec.concurrency, 1)),
             timeout=aiohttp.ClientTimeout(total=spec.timeout),
@@ -96,11 +98,17 @@ async def make_op(spec: LoadSpec, stack: list[Callable[[], Awaitable[None]]]) ->
         stack.append(session.close)
         base = spec.urls[0]
         suffix = {"add": "add", "get": "get", "tell": "add/tell"}[spec.op]
-        body = b"{}" if spec.op == "get" else b'{"n":1}'
+        # Another server's route (a peer's ingress): ``extra`` {"path": ".../{key}/...",
+        # "body": "..."}; by default bayou's own call route.
+        path = str(spec.extra.get("path", f"/v1/actors/counter/{{key}}/{suffix}"))
+        before, _, after = path.partition("{key}")
+        before = base + before
+        default_body = "{}" if spec.op == "get" else '{"n":1}'
+        body = str(spec.extra.get("body", default_body)).encode()
         headers = {"Content-Type": "application/json"}
 
         async def post(key: str) -> Any:
-            url = f"{base}/v1/actors/counter/{key}/{suffix}"
+            url = before + key + after
             async with session.post(url, data=body, headers=headers) as response:
                 data = await response.read()
                 if response.status >= 300:
@@ -249,6 +257,8 @@ async def _each(spec: LoadSpec, op: Op) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    import uvloop
+
     spec = LoadSpec(**json.loads(argv[0]))
     result = uvloop.run(run(spec))
     print(json.dumps(result))
