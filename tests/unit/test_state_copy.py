@@ -126,3 +126,101 @@ async def test_a_failed_turn_leaves_the_committed_state_alone() -> None:
             await silo.call("copy-counter", "a", "add", {"n": 5, "fail": True})
         assert await silo.call("copy-counter", "a", "add", {"n": 2}) == 3
         assert await silo.call("copy-counter", "a", "get", {}) == {"n": 3, "seen": [1, 2]}
+
+
+class Item(BaseModel):
+    name: str = ""
+    tags: list[str] = []
+
+
+class Nested(BaseModel):
+    items: list[Item] = []
+    index: dict[str, list[int]] = {}
+    pairs: tuple[list[int], ...] = ()
+    members: set[str] = set()
+    frozen_points: list[Point] = []
+    mutable_in_frozen: list[Point] = []
+    color: Color = Color.RED
+    odd: object = None
+
+
+class Box:
+    """Not plain data: copied by copy.deepcopy."""
+
+    def __init__(self, content: list[int]) -> None:
+        self.content = content
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Box) and other.content == self.content
+
+
+def _mutables(value: object, found: dict[int, object]) -> dict[int, object]:
+    """Every mutable object reachable from ``value``, by id (a frozen model of immutable
+    values is not one)."""
+    if isinstance(value, Point) and all(type(v) is int for v in value.__dict__.values()):
+        return found
+    if isinstance(value, BaseModel):
+        found[id(value)] = value
+        found[id(value.__dict__)] = value.__dict__
+        for v in value.__dict__.values():
+            _mutables(v, found)
+        for v in (value.__pydantic_extra__ or {}).values():
+            _mutables(v, found)
+    elif isinstance(value, Box):
+        found[id(value)] = value
+        _mutables(value.content, found)
+    elif isinstance(value, (list, dict, set)):
+        found[id(value)] = value
+        for v in value.values() if isinstance(value, dict) else value:
+            _mutables(v, found)
+    elif isinstance(value, tuple):
+        for v in value:
+            _mutables(v, found)
+    return found
+
+
+def test_a_deep_copy_equals_the_state_and_shares_nothing_mutable_with_it() -> None:
+    state = Nested(
+        items=[Item(name=f"i{n}", tags=["t"]) for n in range(5)],
+        index={"a": [1, 2], "b": []},
+        pairs=([1], [2, 3]),
+        members={"x", "y"},
+        frozen_points=[Point(x=1)],
+        mutable_in_frozen=[Point.model_construct(x=[1])],  # type: ignore[arg-type]
+        odd=Box([7]),
+    )
+    copy = working_copy(state)
+    assert copy == state == state.model_copy(deep=True)
+    assert copy.model_fields_set == state.model_fields_set
+    shared = set(_mutables(copy, {})) & set(_mutables(state, {}))
+    assert not shared, [_mutables(state, {})[i] for i in shared]
+    # Immutable values (a frozen model of immutable values, an enum) are shared as they are.
+    assert copy.frozen_points[0] is state.frozen_points[0]
+    assert copy.mutable_in_frozen[0] is not state.mutable_in_frozen[0]
+    copy.items[0].tags.append("changed")
+    copy.index["a"].append(3)
+    copy.pairs[0].append(9)
+    assert state.items[0].tags == ["t"] and state.index["a"] == [1, 2] and state.pairs[0] == [1]
+
+
+def test_extras_and_private_attributes_are_copied_too() -> None:
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        _seen: list[int] = PrivateAttr(default_factory=list)
+        n: list[int] = []
+
+    state = Loose(n=[1], more=[2])
+    state._seen.append(3)
+    copy = working_copy(state)
+    assert copy == state and copy._seen == [3] and copy.__pydantic_extra__ == {"more": [2]}
+    copy._seen.append(4)
+    copy.__pydantic_extra__["more"].append(5)
+    assert state._seen == [3] and state.__pydantic_extra__ == {"more": [2]}
+
+
+def test_a_cycle_falls_back_to_the_general_deep_copy() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    state = Nested.model_construct(odd=loop)
+    copy = working_copy(state)
+    assert copy.odd is not loop and copy.odd[0] is copy.odd  # type: ignore[index]
