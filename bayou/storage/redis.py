@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bayou.errors import StorageError
 from bayou.storage import redis_scripts as scripts
+from bayou.storage.batching import TurnBatcher
 from bayou.storage.contract import (
     ActorKey,
     ActorLoad,
@@ -190,9 +191,8 @@ class RedisStorage(Storage):
         self.batch_commits = batch_commits
         self._given = client
         self._client: redis.asyncio.Redis | None = None
-        # Loads asked for in this loop turn, and the batches running (see load_actor).
-        self._loads: list[tuple[ActorKey, asyncio.Future[ActorLoad]]] = []
-        self._load_tasks: set[asyncio.Task[None]] = set()
+        # The loads asked for in one loop turn share one script run (see load_actor).
+        self._loader: TurnBatcher[ActorKey, ActorLoad] = TurnBatcher(self._load_many, _LOAD_BATCH)
 
     def __repr__(self) -> str:
         return f"RedisStorage({_redacted(self.url)!r}, {self.keys.cluster!r})"
@@ -605,48 +605,29 @@ class RedisStorage(Storage):
         client = self._client
         if client is None or not self._single_node(client):
             return await self._load_one(actor)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[ActorLoad] = loop.create_future()
-        self._loads.append((actor, fut))
-        if len(self._loads) == 1:
-            loop.call_soon(self._start_loads)
-        return await fut
+        return await self._loader.submit(actor)
 
-    def _start_loads(self) -> None:
-        loads, self._loads = self._loads, []
-        for start in range(0, len(loads), _LOAD_BATCH):
-            task = asyncio.ensure_future(self._load_batch(loads[start : start + _LOAD_BATCH]))
-            self._load_tasks.add(task)
-            task.add_done_callback(self._load_tasks.discard)
-
-    async def _load_batch(self, loads: list[tuple[ActorKey, asyncio.Future[ActorLoad]]]) -> None:
+    async def _load_many(self, actors: list[ActorKey]) -> list[ActorLoad | BaseException]:
         keys: list[Any] = []
-        for actor, _ in loads:
+        for actor in actors:
             ak = self.keys.actor(actor)
             keys += (ak.snapshot, ak.journal, ak.steps, ak.inbox_order, ak.inbox)
-        try:
-            async with self._session("load_actor") as client:
-                replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
-            if not isinstance(replies, list) or len(replies) != len(loads):
-                raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
-            for (actor, fut), reply in zip(loads, replies, strict=True):
-                if fut.done():
-                    continue  # its caller gave up
-                (seq, data), page, steps, ids, payloads = reply
-                entries = [(eid, _pairs(fields)) for eid, fields in page]
-                load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
-                if len(page) == _JOURNAL_PAGE:
-                    after = 0 if load.snapshot is None else load.snapshot.seq
-                    more = await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
-                    load.journal.extend(more)
-                fut.set_result(load)
-        except BaseException as exc:
-            error = exc if isinstance(exc, StorageError) else StorageError(f"load failed: {exc}")
-            for _, fut in loads:
-                if not fut.done():
-                    fut.set_exception(error)
-            if not isinstance(exc, Exception):
-                raise
+        async with self._session("load_actor") as client:
+            replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
+        if not isinstance(replies, list) or len(replies) != len(actors):
+            raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
+        loads: list[ActorLoad | BaseException] = []
+        for actor, reply in zip(actors, replies, strict=True):
+            (seq, data), page, steps, ids, payloads = reply
+            entries = [(eid, _pairs(fields)) for eid, fields in page]
+            load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
+            if len(page) == _JOURNAL_PAGE:
+                after = 0 if load.snapshot is None else load.snapshot.seq
+                load.journal.extend(
+                    await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
+                )
+            loads.append(load)
+        return loads
 
     async def _load_one(self, actor: ActorKey) -> ActorLoad:
         keys = self.keys.actor(actor)

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from bayou.errors import StorageError
 from bayou.storage import sqlite_ops as ops
+from bayou.storage.batching import TurnBatcher
 from bayou.storage.contract import (
     ActorKey,
     ActorLoad,
@@ -55,6 +56,7 @@ class SqliteStorage(Storage):
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._loader: TurnBatcher[ActorKey, ActorLoad] = TurnBatcher(self._load_many, 256)
 
     def __repr__(self) -> str:
         return f"SqliteStorage({str(self.path)!r})"
@@ -222,8 +224,12 @@ class SqliteStorage(Storage):
     # -- activation ------------------------------------------------------------------------
 
     async def load_actor(self, actor: ActorKey) -> ActorLoad:
-        """One job on the worker thread, one read transaction."""
-        return await self._run(partial(ops.load_actor, actor=actor))
+        """One read transaction; the loads asked for in one loop turn share one job on
+        the worker thread (a burst of first calls pays one thread hop per batch)."""
+        return await self._loader.submit(actor)
+
+    async def _load_many(self, actors: list[ActorKey]) -> list[ActorLoad | BaseException]:
+        return list(await self._run(partial(ops.load_actors, actors=actors)))
 
     # -- reminders -------------------------------------------------------------------------
 

@@ -408,10 +408,19 @@ def steps_pending(conn: sqlite3.Connection, actor: ActorKey) -> dict[str, list[b
 
 def load_actor(conn: sqlite3.Connection, actor: ActorKey) -> ActorLoad:
     """Snapshot, journal after it, pending steps and inbox, in one read transaction."""
+    return load_actors(conn, [actor])[0]
+
+
+def load_actors(conn: sqlite3.Connection, actors: list[ActorKey]) -> list[ActorLoad]:
+    """``load_actor`` for many actors, in one read transaction."""
+    loads = []
     with _transaction(conn, "DEFERRED"):
-        snapshot = read_snapshot(conn, actor)
-        journal = read_journal(conn, actor, 0 if snapshot is None else snapshot.seq)
-        return ActorLoad(snapshot, journal, steps_pending(conn, actor), inbox_read(conn, actor))
+        for actor in actors:
+            snapshot = read_snapshot(conn, actor)
+            journal = read_journal(conn, actor, 0 if snapshot is None else snapshot.seq)
+            steps, inbox = steps_pending(conn, actor), inbox_read(conn, actor)
+            loads.append(ActorLoad(snapshot, journal, steps, inbox))
+    return loads
 
 
 # -- reminders -----------------------------------------------------------------------------
