@@ -58,10 +58,12 @@ class Client:
     first use and closes it.
 
     Every call and tell is bounded by a deadline (``timeout`` seconds, per call or the
-    client's default) and by ``max_attempts``. Connection failures, 503 (``Unavailable``,
-    ``StorageError``) and 504 are retried with exponential backoff and jitter, always with
-    the same idempotency key; request errors (4xx) and ``ActorError`` (500) never are.
-    Outcomes once retries stop:
+    client's default) and, if given, by ``max_attempts``. Connection failures, 503
+    (``Unavailable``, ``StorageError``) and 504 are retried with exponential backoff and
+    jitter, always with the same idempotency key; request errors (4xx) and ``ActorError``
+    (500) never are. By default retries go on until the deadline, so a call rides out a
+    silo's crash (its actors answer again once the cluster has declared it dead, a few
+    seconds later) instead of failing a second into it. Outcomes once retries stop:
 
     * the deadline passed: ``CallTimeout`` (a ``TimeoutError``);
     * attempts ran out on connection failures: ``SiloUnreachable``;
@@ -82,7 +84,7 @@ class Client:
         url: str | Sequence[str],
         *,
         timeout: float = 30.0,
-        max_attempts: int = 6,
+        max_attempts: int | None = None,
         media_type: str = wire.MSGPACK,
         session: aiohttp.ClientSession | None = None,
         routing: bool = True,
@@ -96,7 +98,7 @@ class Client:
             if not seed.startswith(("http://", "https://")):
                 raise ValueError(f"silo url must start with http:// or https://, got {seed!r}")
         protocol.validate_timeout(timeout)
-        if max_attempts < 1:
+        if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
         if media_type not in (wire.MSGPACK, wire.JSON):
             raise ValueError(f"media_type must be {wire.MSGPACK!r} or {wire.JSON!r}")
@@ -338,7 +340,7 @@ class Client:
         now = loop.time()
         if now >= deadline:
             raise self._timed_out(what, budget, idempotency_key, attempt, failure)
-        if attempt >= self.max_attempts:
+        if self.max_attempts is not None and attempt >= self.max_attempts:
             if isinstance(failure, BayouError):
                 raise failure
             raise SiloUnreachable(

@@ -22,6 +22,7 @@ from bayou import wire
 log = logging.getLogger("bayou.client")
 
 _FETCH_TIMEOUT = 2.0
+_MIN_REFETCH = 0.1  # seconds between ring fetches asked for by failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +92,20 @@ class Router:
         except ValueError:
             return
         if newer:
-            self.stale(session)
+            self.stale(session, newer=True)
 
-    def stale(self, session: aiohttp.ClientSession) -> None:
-        """Something went wrong with a routed call: fetch the table again (single flight)."""
+    def stale(self, session: aiohttp.ClientSession, *, newer: bool = False) -> None:
+        """Something went wrong with a routed call: fetch the table again (single flight,
+        and not again within ``_MIN_REFETCH`` of the last: while a crashed silo is not yet
+        declared dead every call to it fails, and each fetch would bring the same ring);
+        ``newer``: a silo said the ring changed, which is always worth a fetch."""
         if not self.enabled:
             return
+        now = asyncio.get_running_loop().time()
         if self._refreshing is None or self._refreshing.done():
-            self._fetched_at = asyncio.get_running_loop().time()
+            if not newer and self.table is not None and now - self._fetched_at < _MIN_REFETCH:
+                return
+            self._fetched_at = now
             self._refreshing = asyncio.ensure_future(self._fetch(session))
 
     def poll(self, session: aiohttp.ClientSession, max_age: float) -> None:

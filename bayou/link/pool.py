@@ -34,6 +34,11 @@ from bayou.link.frames import (
     log,
 )
 
+# After a connect to an address fails, requests to it fail at once for this long instead
+# of each trying again: a crashed silo's callers (hundreds a second, until the cluster
+# declares it dead) would otherwise each pay for a refused connection.
+RECONNECT_PAUSE = 0.2
+
 
 class LinkPool:
     """Request/response calls to silos, over one websocket per silo address.
@@ -46,8 +51,9 @@ class LinkPool:
     - ``request`` returns the peer handler's result, or raises the ``bayou.errors`` class
       the peer sent; ``SiloUnreachable`` (retryable) if the connection cannot be opened,
       is refused, or drops before the reply, which fails every request pending on it at
-      once, and the next request opens a new connection; ``CallTimeout`` if no reply comes
-      within ``timeout`` (the connection stays up and a late reply is dropped);
+      once, and the next request opens a new connection (after a failed connect, not for
+      ``RECONNECT_PAUSE`` seconds: requests meanwhile fail at once); ``CallTimeout`` if no
+      reply comes within ``timeout`` (the connection stays up and a late reply is dropped);
     - a dead peer that stops answering pings is noticed within about 1.5 x ``heartbeat``.
 
     Counters (whole pool, all connections ever): ``connections_opened``, ``requests_sent``
@@ -76,7 +82,10 @@ class LinkPool:
         self.messages_sent = 0
         self.responses_received = 0
         self.messages_received = 0
+        self.connect_attempts = 0
         self._links: dict[str, _Link] = {}
+        # Addresses whose last connect failed, and when: see RECONNECT_PAUSE.
+        self._refused: dict[str, tuple[float, SiloUnreachable]] = {}
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
@@ -93,9 +102,19 @@ class LinkPool:
         key = address.rstrip("/")
         link = self._links.get(key)
         if link is None or link.failure is not None:
+            refused = self._refused.get(key)
+            if refused is not None:
+                at, failure = refused
+                if asyncio.get_running_loop().time() - at < RECONNECT_PAUSE:
+                    raise SiloUnreachable(failure.message, failure.detail)
+                del self._refused[key]
             link = _Link(self, key)
             self._links[key] = link
+            self.connect_attempts += 1
         return await link.request(payload, timeout)
+
+    def _connect_failed(self, address: str, failure: SiloUnreachable) -> None:
+        self._refused[address] = (asyncio.get_running_loop().time(), failure)
 
     async def forget(self, address: str) -> None:
         """Close the connection to ``address`` (a peer that left); its pending requests fail
@@ -222,12 +241,12 @@ class _Link:
             )
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self._fail(
-                SiloUnreachable(
-                    f"cannot connect to {self.address}: {str(exc) or type(exc).__name__}",
-                    {"address": self.address},
-                )
+            failure = SiloUnreachable(
+                f"cannot connect to {self.address}: {str(exc) or type(exc).__name__}",
+                {"address": self.address},
             )
+            self.pool._connect_failed(self.address, failure)
+            self._fail(failure)
             return
         except asyncio.CancelledError:
             self._fail(SiloUnreachable("the link was closed", {"address": self.address}))

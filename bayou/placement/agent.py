@@ -72,6 +72,9 @@ class MembershipAgent:
         self._loss_listeners: list[LossListener] = []
         self.lost: str | None = None
         self.declared_dead = 0  # how many silos this agent declared dead
+        # On-demand refreshes (see refresh_soon): the one running, and when one last ended.
+        self._asked: asyncio.Future[None] | None = None
+        self._asked_at = -1e9
 
     def _ring(self, silos: list[str]) -> PartitionRing:
         if self._vnodes is None:
@@ -176,6 +179,25 @@ class MembershipAgent:
                 # (that needs us declared dead first), so what we hold is still ours.
                 lapsed = False
                 log.warning("silo %s: lease renewed; serving again", self.silo)
+
+    async def refresh_soon(self, min_interval: float = 0.1) -> None:
+        """``refresh`` on demand (a forward found its owner gone). While the owner is only
+        suspected, every call routed to it fails this way, hundreds a second: they share
+        one refresh, and one that ended less than ``min_interval`` ago stands for a new
+        one (membership cannot have much more to say yet)."""
+        asked = self._asked
+        if asked is None:
+            if self.clock.monotonic() - self._asked_at < min_interval:
+                return
+            asked = self._asked = asyncio.ensure_future(self.refresh())
+            asked.add_done_callback(self._refreshed_on_demand)
+        await asyncio.shield(asked)
+
+    def _refreshed_on_demand(self, done: asyncio.Future[None]) -> None:
+        self._asked = None
+        self._asked_at = self.clock.monotonic()
+        if not done.cancelled():
+            done.exception()  # each asker got it through its shield; none is left over
 
     async def refresh(self) -> None:
         """Read membership, declare expired members dead, and publish a changed ring."""

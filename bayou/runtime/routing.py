@@ -60,7 +60,7 @@ class Router:
         # membership now rather than at the next heartbeat, and route once more if the
         # ring moved.
         try:
-            await silo.agent.refresh()
+            await silo.agent.refresh_soon()
         except Exception:  # membership unreachable too: the caller retries later
             moved_to = None
         else:

@@ -316,9 +316,17 @@ async def test_reconnects_after_the_peer_comes_back_on_the_same_port(
         await pool.request(peer.address, ["echo", 2], 5.0)
     assert time.monotonic() - started < 2.0
     assert pool.connected == []
+    # Right after a refused connect, requests fail at once without trying again: a crashed
+    # silo's callers would otherwise each pay for a refused connection.
+    attempts = pool.connect_attempts
+    with pytest.raises(errors.SiloUnreachable, match="cannot connect"):
+        await pool.request(peer.address, ["echo", 2], 5.0)
+    assert pool.connect_attempts == attempts
     await peer.start()
+    await asyncio.sleep(transport_client.RECONNECT_PAUSE)
     assert await pool.request(peer.address, ["echo", 3], 5.0) == 3
     assert pool.connections_opened == 2
+    assert pool.connect_attempts == attempts + 1
     assert pool.connected == [peer.address]
 
 
