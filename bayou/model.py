@@ -285,7 +285,8 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
         params.append(param.name)
     args_model = create_model(
         f"{cls.__name__}.{name}.args",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+        # NaN and infinity are no JSON: a reply or state holding one could not be read back.
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False, allow_inf_nan=False),
         **fields,
     )
     result_adapter: TypeAdapter[Any] = TypeAdapter(hints.get("return", Any))

@@ -11,10 +11,12 @@ import hmac
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bayou import wire
 from bayou.errors import (
@@ -25,6 +27,7 @@ from bayou.errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -49,6 +52,8 @@ _JSON_TYPES = frozenset(
     }
 )
 _MSGPACK_TYPES = frozenset({wire.MSGPACK, "application/x-msgpack"})
+# Set on a request whose body failed to arrive whole: its connection must not be reused.
+_BODY_FAILED = "bayou.body_failed"
 
 
 def build_http_app(silo: Silo) -> web.Application:
@@ -123,7 +128,12 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except BayouError as exc:
         if not isinstance(exc, RequestError):
             log.info("%s %s -> %s: %s", request.method, request.path, type(exc).__name__, exc)
-        return error_response(request, exc)
+        response = error_response(request, exc)
+        if request.get(_BODY_FAILED):
+            # What is left of that body cannot be told from a next request: close. (This
+            # also keeps aiohttp from reading the rest after the answer, and failing there.)
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SILO].settings.max_body_bytes
         return error_response(
@@ -133,18 +143,23 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err: BayouError
-        if exc.status == 404:
-            err = NotFound(f"no route for {request.method} {request.path}")
-        elif exc.status == 405:
-            err = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
-        else:
-            err = BadRequest(exc.reason)
-            err.status = exc.status  # type: ignore[misc]
-        return error_response(request, err)
+        return error_response(request, error_of_http_exception(request, exc))
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(request, InternalError("internal error; the silo log has details"))
+
+
+def error_of_http_exception(request: web.BaseRequest, exc: web.HTTPException) -> BayouError:
+    """The bayou error for an HTTP error aiohttp raised (no route, wrong method, ...)."""
+    err: BayouError
+    if exc.status == 404:
+        err = NotFound(f"no route for {request.method} {request.path}")
+    elif exc.status == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+    else:
+        err = BadRequest(exc.text or exc.reason)
+        err.status = exc.status  # type: ignore[misc]
+    return err
 
 
 # -- request parsing --------------------------------------------------------------------------
@@ -157,6 +172,43 @@ def _route_params(request: web.Request) -> tuple[str, str, str]:
     if problem is not None:
         raise BadRequest(problem, {"field": "key"})
     return info["type"], key, info["method"]
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, within ``body_timeout``; what goes wrong while it arrives is the
+    client's doing, so each failure is a 4xx."""
+    seconds = request.app[SILO].settings.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except (
+        TimeoutError,
+        web.RequestPayloadError,
+        HttpProcessingError,
+        ConnectionResetError,
+    ) as exc:
+        request[_BODY_FAILED] = True
+        if request.content.exception() is not None:
+            # The parser gave up on this body and feeds it no more. Marked as ended, aiohttp
+            # does not try to read its rest after the answer (which would fail again, and
+            # be logged as an unhandled exception).
+            request.content.feed_eof()
+        raise _body_error(exc, seconds) from None
+
+
+def _body_error(exc: Exception, seconds: float) -> BayouError:
+    if isinstance(exc, TimeoutError):
+        # Also how a body that turns malformed after the handler began reading ends:
+        # aiohttp's parser drops such a body without failing its reader.
+        return RequestTimeout(
+            f"the request body did not arrive within {seconds} s", {"field": "body"}
+        )
+    if isinstance(exc, ConnectionResetError):  # nobody is left to read this answer
+        return BadRequest("the connection closed before the body was complete")
+    # aiohttp's C parser wraps the parse error in a RequestPayloadError, its Python one not.
+    cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
+    reason = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+    return BadRequest(f"malformed request body: {reason}", {"field": "body"})
 
 
 async def _read_args(request: web.Request) -> dict[str, Any]:
@@ -172,7 +224,7 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
             f"content type {media_type!r} is not supported; send {wire.JSON} or {wire.MSGPACK}",
             {"field": "Content-Type"},
         )
-    data = await request.read()
+    data = await _read_body(request)
     if not data.strip():
         return {}
     try:
@@ -266,6 +318,22 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
     return value
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+MAX_OFFSET = 2**62  # stream offsets a reader may ask to start after
+MAX_ITEMS = 1000  # stream items one long-poll read returns at most
+
+
+def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if _INTEGER.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be an integer in [{low}, {high}]",
+                         {"field": name})  # fmt: skip
+    return value
+
+
 def _actor_params(request: web.Request) -> tuple[str, str, str]:
     info = request.match_info
     key = info["key"]
@@ -290,8 +358,8 @@ async def _stream_items(request: web.Request) -> web.Response:
     """One long-poll read: items after ``?after=N`` (default -1: from the start)."""
     silo = request.app[SILO]
     type_name, key, name = _actor_params(request)
-    after = int(_number(request, "after", -1, -1, 2**62))
-    limit = int(_number(request, "limit", 1000, 1, 1000))
+    after = _integer(request, "after", -1, -1, MAX_OFFSET)
+    limit = _integer(request, "limit", MAX_ITEMS, 1, MAX_ITEMS)
     wait = _number(request, "wait", 0.0, 0.0, silo.settings.max_call_timeout)
     reply = await silo.read_stream(type_name, key, name, after=after, limit=limit, wait=wait)
     return _respond(request, reply)
@@ -308,7 +376,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     ``Accept: text/event-stream`` (``id: offset``, ``data: item``; ``event: end``)."""
     silo = request.app[SILO]
     type_name, key, name = _actor_params(request)
-    after = int(_number(request, "after", -1, -1, 2**62))
+    after = _integer(request, "after", -1, -1, MAX_OFFSET)
     # Validate everything before the 200 goes out: errors after it cannot change the status.
     first = await silo.read_stream(type_name, key, name, after=after, wait=0.0)
     sse = "text/event-stream" in request.headers.get("Accept", "")

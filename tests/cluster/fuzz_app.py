@@ -8,7 +8,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from bayou import Actor, App, SiloSettings, actor, query, workflow
+from bayou import (
+    Actor,
+    App,
+    Entity,
+    SiloSettings,
+    StatelessWorker,
+    actor,
+    query,
+    stateless_worker,
+    workflow,
+)
 from samples.counter import Counter
 
 MAX_BODY = 64 * 1024
@@ -73,7 +83,29 @@ class Typed(Actor[Bag]):
         return total
 
 
+@actor("shelf")
+class Shelf(Entity):
+    """State in the K/V store: the routes that read state must work for entities too."""
+
+    async def put(self, name: str, count: int = Field(0, ge=0, le=1000)) -> int:
+        self.ctx.kv.set(name[:50], count)
+        return count
+
+    @query
+    async def count(self, name: str) -> int:
+        value: int = await self.ctx.kv.get(name[:50], 0)
+        return value
+
+
+@stateless_worker("echo", max_activations=2)
+class Echo(StatelessWorker):
+    """No state, no inbox: the actor-scoped routes must refuse it clearly, not fail."""
+
+    async def say(self, text: str = Field(max_length=100)) -> str:
+        return text
+
+
 app = App(
-    [Counter, Typed],
-    SiloSettings(max_body_bytes=MAX_BODY, call_timeout=5, snapshot_every=10),
+    [Counter, Typed, Shelf, Echo],
+    SiloSettings(max_body_bytes=MAX_BODY, body_timeout=3, call_timeout=5, snapshot_every=10),
 )
