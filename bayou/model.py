@@ -266,7 +266,7 @@ def _public_methods(cls: type[ActorBase]) -> list[tuple[str, Callable[..., Any]]
 def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> HandlerSpec:
     sig = inspect.signature(fn)
     try:
-        hints = get_type_hints(fn)
+        hints = get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field(...)]
     except Exception as exc:
         raise TypeError(f"{cls.__qualname__}.{name}: cannot resolve type hints: {exc}") from exc
     fields: dict[str, Any] = {}
