@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bayou.http")
 
 SILO: web.AppKey[Silo] = web.AppKey("silo")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Bodies sent without a precise type are read as JSON: ``curl -d`` labels them as a form and
@@ -80,7 +81,20 @@ def build_http_app(silo: Silo) -> web.Application:
 
     mount_operations(app)
     LinkServer(silo.router.serve).mount(app)
+    from bayou.runtime.openapi import openapi_document  # it imports this module
+
+    # Built from the routes just registered: one without a description stops the silo here.
+    app[OPENAPI] = openapi_document(silo.app, served_routes(app))
     return app
+
+
+def served_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(HTTP method, route template) for every route ``app`` serves."""
+    return [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    ]
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -371,12 +385,14 @@ MAX_STREAM_SECONDS = 300.0
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
-    """The stream from ``?after=N`` on, as it grows, until it closes: NDJSON lines
-    ``{"offset", "item"}`` then ``{"closed": true}``, or server-sent events with
-    ``Accept: text/event-stream`` (``id: offset``, ``data: item``; ``event: end``)."""
+    """The stream from ``?after=N`` on, as it grows, until it closes (or for ``?wait=S``
+    seconds at most): NDJSON lines ``{"offset", "item"}`` then ``{"closed": true}``, or
+    server-sent events with ``Accept: text/event-stream`` (``id: offset``, ``data: item``;
+    ``event: end``)."""
     silo = request.app[SILO]
     type_name, key, name = _actor_params(request)
     after = _integer(request, "after", -1, -1, MAX_OFFSET)
+    follow = _number(request, "wait", MAX_STREAM_SECONDS, 0.0, MAX_STREAM_SECONDS)
     # Validate everything before the 200 goes out: errors after it cannot change the status.
     first = await silo.read_stream(type_name, key, name, after=after, wait=0.0)
     sse = "text/event-stream" in request.headers.get("Accept", "")
@@ -389,7 +405,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + MAX_STREAM_SECONDS
+    deadline = loop.time() + follow
     reply = first
     while True:
         chunks = []
@@ -516,6 +532,4 @@ def cluster_view(silo: Silo) -> dict[str, Any]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    from bayou.runtime.openapi import openapi_document
-
-    return _respond(request, openapi_document(request.app[SILO].app))
+    return _respond(request, request.app[OPENAPI])

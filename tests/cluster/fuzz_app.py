@@ -4,7 +4,7 @@ runtime's fault and not a handler's verdict."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +54,8 @@ class Typed(Actor[Bag]):
         score: float | None = None,
     ) -> int:
         self.state.notes.append(f"{level}:{flag}:{text}"[:200])
+        self.ctx.set_event("last", text[:200])
+        self.ctx.write_stream("notes", {"level": level, "text": text[:200]})
         if score is not None:
             self.state.score = score
         return len(self.state.notes)
@@ -83,17 +85,21 @@ class Typed(Actor[Bag]):
         return total
 
 
+# What a kv key may be (the store refuses others, which would be the handler's fault).
+Name = Annotated[str, Field(min_length=1, max_length=50, pattern="^[^\x01]")]
+
+
 @actor("shelf")
 class Shelf(Entity):
     """State in the K/V store: the routes that read state must work for entities too."""
 
-    async def put(self, name: str, count: int = Field(0, ge=0, le=1000)) -> int:
-        self.ctx.kv.set(name[:50], count)
+    async def put(self, name: Name, count: int = Field(0, ge=0, le=1000)) -> int:
+        self.ctx.kv.set(name, count)
         return count
 
     @query
-    async def count(self, name: str) -> int:
-        value: int = await self.ctx.kv.get(name[:50], 0)
+    async def count(self, name: Name) -> int:
+        value: int = await self.ctx.kv.get(name, 0)
         return value
 
 
