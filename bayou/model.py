@@ -27,6 +27,9 @@ HandlerKind = Literal["exclusive", "query", "workflow"]
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _LIFECYCLE = frozenset({"on_activate", "on_deactivate"})
+# POST /v1/actors/{type}/{key}/topics/{topic} sends to a topic: a handler of this name
+# could not be told over HTTP (".../topics/tell" is the topic "tell").
+_RESERVED = frozenset({"topics"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,9 @@ def _public_methods(cls: type[ActorBase]) -> list[tuple[str, Callable[..., Any]]
 
 
 def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> HandlerSpec:
+    if name in _RESERVED:
+        raise TypeError(f"{cls.__qualname__}.{name}: {name!r} is a route of every actor "
+                        "(.../topics/{topic}); give the handler another name")  # fmt: skip
     sig = inspect.signature(fn)
     try:
         hints = get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field(...)]

@@ -63,6 +63,8 @@ def build_http_app(silo: Silo) -> web.Application:
         client_max_size=silo.settings.max_body_bytes, middlewares=[_error_middleware]
     )
     app[SILO] = silo
+    # Before the tell route, which ".../topics/tell" (a topic named "tell") also matches.
+    app.router.add_post(wire.TOPIC_ROUTE, _send_to_topic)
     app.router.add_post(wire.TELL_ROUTE, _tell)
     app.router.add_post(wire.CALL_ROUTE, _call)
     app.router.add_get(wire.EVENT_ROUTE, _event)
@@ -71,7 +73,6 @@ def build_http_app(silo: Silo) -> web.Application:
     app.router.add_get(wire.REMINDERS_ROUTE, _reminders_list)
     app.router.add_put(wire.REMINDER_ROUTE, _reminder_set)
     app.router.add_delete(wire.REMINDER_ROUTE, _reminder_cancel)
-    app.router.add_post(wire.TOPIC_ROUTE, _send_to_topic)
     app.router.add_get(wire.WORKFLOWS_ROUTE, _workflow_runs)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -423,6 +423,13 @@ async def test_bad_input_to_the_pattern_routes(
     await still_serving(target)
 
 
+async def test_a_topic_may_be_named_like_a_route_word(target: SiloProcess) -> None:
+    """ ".../topics/tell" also matches the tell route (of a handler named "topics")."""
+    status, got = await request(target, "POST", "/v1/actors/typed/tt/topics/tell", b'{"value": 1}')
+    assert status == 202 and set(got) == {"message_id"}, got
+    await still_serving(target)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
