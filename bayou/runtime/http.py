@@ -53,8 +53,6 @@ _JSON_TYPES = frozenset(
     }
 )
 _MSGPACK_TYPES = frozenset({wire.MSGPACK, "application/x-msgpack"})
-# Set on a request whose body failed to arrive whole: its connection must not be reused.
-_BODY_FAILED = "bayou.body_failed"
 
 
 def build_http_app(silo: Silo) -> web.Application:
@@ -144,9 +142,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         if not isinstance(exc, RequestError):
             log.info("%s %s -> %s: %s", request.method, request.path, type(exc).__name__, exc)
         response = error_response(request, exc)
-        if request.get(_BODY_FAILED):
-            # What is left of that body cannot be told from a next request: close. (This
-            # also keeps aiohttp from reading the rest after the answer, and failing there.)
+        if isinstance(exc, RequestTimeout) or request.content.exception() is not None:
+            # What is left of that body cannot be told from a next request: close.
             response.force_close()
         return response
     except web.HTTPRequestEntityTooLarge:
@@ -202,7 +199,6 @@ async def _read_body(request: web.Request) -> bytes:
         HttpProcessingError,
         ConnectionResetError,
     ) as exc:
-        request[_BODY_FAILED] = True
         if request.content.exception() is not None:
             # The parser gave up on this body and feeds it no more. Marked as ended, aiohttp
             # does not try to read its rest after the answer (which would fail again, and
