@@ -11,11 +11,14 @@ turns it back into the same class, so ``except bayou.UnknownMethod`` works on bo
     │   ├── UnknownActorType         no actor registered under that type name (404)
     │   ├── UnknownMethod            the actor has no such handler (404)
     │   ├── MethodNotAllowed         the route exists for another HTTP method (405)
+    │   ├── RequestTimeout           the request body did not arrive in time (408)
     │   ├── IdempotencyKeyReused     same key, different method or arguments (409)
     │   ├── DeadlockError            a call would wait on itself (409)
     │   ├── PayloadTooLarge          body over the silo's limit (413)
+    │   ├── UriTooLong               request line over the silo's limit (414)
     │   ├── UnsupportedMediaType     neither JSON nor msgpack (415)
-    │   └── InvalidArguments         arguments fail the handler's type hints (422)
+    │   ├── InvalidArguments         arguments fail the handler's type hints (422)
+    │   └── HeadersTooLarge          a header, or the number of headers, over the limit (431)
     ├── ActorError                   the handler raised; terminal and recorded (500)
     ├── InternalError                a bug in bayou; details are in the silo log (500)
     ├── CallTimeout                  no reply in time; the call may still complete (504)
@@ -88,6 +91,12 @@ class MethodNotAllowed(RequestError):
     status = 405
 
 
+class RequestTimeout(RequestError):
+    """The request's body did not arrive in full within the silo's ``body_timeout``."""
+
+    status = 408
+
+
 class IdempotencyKeyReused(RequestError):
     status = 409
 
@@ -102,6 +111,12 @@ class PayloadTooLarge(RequestError):
     status = 413
 
 
+class UriTooLong(RequestError):
+    """The request line (method, path and query) is longer than the silo reads."""
+
+    status = 414
+
+
 class UnsupportedMediaType(RequestError):
     status = 415
 
@@ -110,6 +125,12 @@ class InvalidArguments(RequestError):
     """Arguments that do not validate; ``detail`` lists ``{"field", "message"}`` per problem."""
 
     status = 422
+
+
+class HeadersTooLarge(RequestError):
+    """A header field is longer than the silo reads, or there are too many of them."""
+
+    status = 431
 
 
 class ActorError(BayouError):

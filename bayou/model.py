@@ -32,6 +32,9 @@ REENTRANCY: tuple[Reentrancy, ...] = ("none", "call_chain", "full")
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _LIFECYCLE = frozenset({"on_activate", "on_deactivate"})
+# POST /v1/actors/{type}/{key}/topics/{topic} sends to a topic: a handler of this name
+# could not be told over HTTP (".../topics/tell" is the topic "tell").
+_RESERVED = frozenset({"topics"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +307,12 @@ def _public_methods(cls: type[ActorBase]) -> list[tuple[str, Callable[..., Any]]
 
 
 def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> HandlerSpec:
+    if name in _RESERVED:
+        raise TypeError(f"{cls.__qualname__}.{name}: {name!r} is a route of every actor "
+                        "(.../topics/{topic}); give the handler another name")  # fmt: skip
     sig = inspect.signature(fn)
     try:
-        hints = get_type_hints(fn)
+        hints = get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field(...)]
     except Exception as exc:
         raise TypeError(f"{cls.__qualname__}.{name}: cannot resolve type hints: {exc}") from exc
     fields: dict[str, Any] = {}
@@ -325,7 +331,8 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
         params.append(param.name)
     args_model = create_model(
         f"{cls.__name__}.{name}.args",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+        # NaN and infinity are no JSON: a reply or state holding one could not be read back.
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False, allow_inf_nan=False),
         **fields,
     )
     result_adapter: TypeAdapter[Any] = TypeAdapter(hints.get("return", Any))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Final
 
 from bayou import codec
@@ -64,6 +65,9 @@ def partition_of(actor_type: str, key: str, partitions: int) -> int:
     return int.from_bytes(digest, "big") % partitions
 
 
+_BAD_KEY_CHAR = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def key_problem(key: str, what: str = "key") -> str | None:
     """Why ``key`` is not a valid actor key or idempotency key, or None if it is fine."""
     if not key:
@@ -71,9 +75,13 @@ def key_problem(key: str, what: str = "key") -> str | None:
     limit = MAX_KEY_LENGTH if what == "key" else MAX_IDEMPOTENCY_KEY_LENGTH
     if len(key) > limit:
         return f"{what} is longer than {limit} characters"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        return f"{what} contains control characters"
-    return None
+    bad = _BAD_KEY_CHAR.search(key)
+    if bad is None:
+        return None
+    if bad.group() >= "\ud800":
+        # What HTTP header and path bytes that are not UTF-8 decode to; no store takes them.
+        return f"{what} is not valid UTF-8 text"
+    return f"{what} contains control characters"
 
 
 def encode_body(value: Any, media_type: str) -> bytes:

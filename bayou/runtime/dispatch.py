@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,18 +33,12 @@ def resolve(app: App, type_name: str, method: str) -> tuple[ActorSpec, HandlerSp
 def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments validated against the handler's type hints, or InvalidArguments.
 
-    Arguments must also fit the journal (msgpack): an integer beyond 64 bits or a string
-    with a lone surrogate is refused here, naming the field, rather than failing at commit.
+    Arguments must also fit the journal (msgpack) and a JSON reply: an integer beyond 64
+    bits, a string with a lone surrogate, NaN or infinity is refused here, naming the
+    field, rather than failing at commit or in a reply.
     """
     for name, value in args.items():
-        try:
-            codec.pack(value)
-        except (OverflowError, UnicodeEncodeError, TypeError, ValueError) as exc:
-            raise InvalidArguments(
-                f"invalid arguments for {spec.type_name}.{handler.name}: {name}: cannot be "
-                f"recorded ({type(exc).__name__}: {exc})",
-                [{"field": str(name), "message": f"cannot be recorded: {exc}"}],
-            ) from None
+        check_recordable(str(name), value, f"invalid arguments for {spec.type_name}.{handler.name}")
     try:
         return handler.validate_args(args)
     except ValidationError as exc:
@@ -58,6 +53,35 @@ def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dic
         raise InvalidArguments(
             f"invalid arguments for {spec.type_name}.{handler.name}: {summary}", problems
         ) from None
+
+
+def check_recordable(field: str, value: Any, what: str) -> None:
+    """InvalidArguments naming ``field`` unless ``value`` can be journaled and sent as JSON."""
+    try:
+        codec.pack(value)
+        problem = _non_finite(value)
+    except (OverflowError, UnicodeEncodeError, TypeError, ValueError) as exc:
+        problem = f"cannot be recorded ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        raise InvalidArguments(
+            f"{what}: {field}: {problem}", [{"field": field, "message": problem}]
+        )
+
+
+def _non_finite(value: Any) -> str | None:
+    """Why ``value`` holds a number JSON cannot carry (NaN, infinity), or None; walked
+    without recursion (its depth is bounded by the body's nesting limit, not trusted here)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item} is not a finite number"
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 async def until(fut: asyncio.Future[Any], deadline: float) -> Any:

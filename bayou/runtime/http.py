@@ -11,10 +11,12 @@ import hmac
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bayou import wire
 from bayou.errors import (
@@ -25,6 +27,7 @@ from bayou.errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bayou.http")
 
 SILO: web.AppKey[Silo] = web.AppKey("silo")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Bodies sent without a precise type are read as JSON: ``curl -d`` labels them as a form and
@@ -57,6 +61,8 @@ def build_http_app(silo: Silo) -> web.Application:
         client_max_size=silo.settings.max_body_bytes, middlewares=[_error_middleware]
     )
     app[SILO] = silo
+    # Before the tell route, which ".../topics/tell" (a topic named "tell") also matches.
+    app.router.add_post(wire.TOPIC_ROUTE, _send_to_topic)
     app.router.add_post(wire.TELL_ROUTE, _tell)
     app.router.add_post(wire.CALL_ROUTE, _call)
     app.router.add_get(wire.EVENT_ROUTE, _event)
@@ -65,7 +71,6 @@ def build_http_app(silo: Silo) -> web.Application:
     app.router.add_get(wire.REMINDERS_ROUTE, _reminders_list)
     app.router.add_put(wire.REMINDER_ROUTE, _reminder_set)
     app.router.add_delete(wire.REMINDER_ROUTE, _reminder_cancel)
-    app.router.add_post(wire.TOPIC_ROUTE, _send_to_topic)
     app.router.add_get(wire.WORKFLOWS_ROUTE, _workflow_runs)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -75,7 +80,20 @@ def build_http_app(silo: Silo) -> web.Application:
 
     mount_operations(app)
     LinkServer(silo.router.serve).mount(app)
+    from bayou.runtime.openapi import openapi_document  # it imports this module
+
+    # Built from the routes just registered: one without a description stops the silo here.
+    app[OPENAPI] = openapi_document(silo.app, served_routes(app))
     return app
+
+
+def served_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(HTTP method, route template) for every route ``app`` serves."""
+    return [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    ]
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -123,7 +141,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except BayouError as exc:
         if not isinstance(exc, RequestError):
             log.info("%s %s -> %s: %s", request.method, request.path, type(exc).__name__, exc)
-        return error_response(request, exc)
+        response = error_response(request, exc)
+        if isinstance(exc, RequestTimeout) or request.content.exception() is not None:
+            # What is left of that body cannot be told from a next request: close.
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SILO].settings.max_body_bytes
         return error_response(
@@ -133,18 +155,23 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err: BayouError
-        if exc.status == 404:
-            err = NotFound(f"no route for {request.method} {request.path}")
-        elif exc.status == 405:
-            err = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
-        else:
-            err = BadRequest(exc.reason)
-            err.status = exc.status  # type: ignore[misc]
-        return error_response(request, err)
+        return error_response(request, error_of_http_exception(request, exc))
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(request, InternalError("internal error; the silo log has details"))
+
+
+def error_of_http_exception(request: web.BaseRequest, exc: web.HTTPException) -> BayouError:
+    """The bayou error for an HTTP error aiohttp raised (no route, wrong method, ...)."""
+    err: BayouError
+    if exc.status == 404:
+        err = NotFound(f"no route for {request.method} {request.path}")
+    elif exc.status == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+    else:
+        err = BadRequest(exc.text or exc.reason)
+        err.status = exc.status  # type: ignore[misc]
+    return err
 
 
 # -- request parsing --------------------------------------------------------------------------
@@ -157,6 +184,42 @@ def _route_params(request: web.Request) -> tuple[str, str, str]:
     if problem is not None:
         raise BadRequest(problem, {"field": "key"})
     return info["type"], key, info["method"]
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, within ``body_timeout``; what goes wrong while it arrives is the
+    client's doing, so each failure is a 4xx."""
+    seconds = request.app[SILO].settings.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except (
+        TimeoutError,
+        web.RequestPayloadError,
+        HttpProcessingError,
+        ConnectionResetError,
+    ) as exc:
+        if request.content.exception() is not None:
+            # The parser gave up on this body and feeds it no more. Marked as ended, aiohttp
+            # does not try to read its rest after the answer (which would fail again, and
+            # be logged as an unhandled exception).
+            request.content.feed_eof()
+        raise _body_error(exc, seconds) from None
+
+
+def _body_error(exc: Exception, seconds: float) -> BayouError:
+    if isinstance(exc, TimeoutError):
+        # Also how a body that turns malformed after the handler began reading ends:
+        # aiohttp's parser drops such a body without failing its reader.
+        return RequestTimeout(
+            f"the request body did not arrive within {seconds} s", {"field": "body"}
+        )
+    if isinstance(exc, ConnectionResetError):  # nobody is left to read this answer
+        return BadRequest("the connection closed before the body was complete")
+    # aiohttp's C parser wraps the parse error in a RequestPayloadError, its Python one not.
+    cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
+    reason = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+    return BadRequest(f"malformed request body: {reason}", {"field": "body"})
 
 
 async def _read_args(request: web.Request) -> dict[str, Any]:
@@ -172,7 +235,7 @@ async def _read_args(request: web.Request) -> dict[str, Any]:
             f"content type {media_type!r} is not supported; send {wire.JSON} or {wire.MSGPACK}",
             {"field": "Content-Type"},
         )
-    data = await request.read()
+    data = await _read_body(request)
     if not data.strip():
         return {}
     try:
@@ -266,6 +329,22 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
     return value
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+MAX_OFFSET = 2**62  # stream offsets a reader may ask to start after
+MAX_ITEMS = 1000  # stream items one long-poll read returns at most
+
+
+def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if _INTEGER.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be an integer in [{low}, {high}]",
+                         {"field": name})  # fmt: skip
+    return value
+
+
 def _actor_params(request: web.Request) -> tuple[str, str, str]:
     info = request.match_info
     key = info["key"]
@@ -290,8 +369,8 @@ async def _stream_items(request: web.Request) -> web.Response:
     """One long-poll read: items after ``?after=N`` (default -1: from the start)."""
     silo = request.app[SILO]
     type_name, key, name = _actor_params(request)
-    after = int(_number(request, "after", -1, -1, 2**62))
-    limit = int(_number(request, "limit", 1000, 1, 1000))
+    after = _integer(request, "after", -1, -1, MAX_OFFSET)
+    limit = _integer(request, "limit", MAX_ITEMS, 1, MAX_ITEMS)
     wait = _number(request, "wait", 0.0, 0.0, silo.settings.max_call_timeout)
     reply = await silo.read_stream(type_name, key, name, after=after, limit=limit, wait=wait)
     return _respond(request, reply)
@@ -303,12 +382,14 @@ MAX_STREAM_SECONDS = 300.0
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
-    """The stream from ``?after=N`` on, as it grows, until it closes: NDJSON lines
-    ``{"offset", "item"}`` then ``{"closed": true}``, or server-sent events with
-    ``Accept: text/event-stream`` (``id: offset``, ``data: item``; ``event: end``)."""
+    """The stream from ``?after=N`` on, as it grows, until it closes (or for ``?wait=S``
+    seconds at most): NDJSON lines ``{"offset", "item"}`` then ``{"closed": true}``, or
+    server-sent events with ``Accept: text/event-stream`` (``id: offset``, ``data: item``;
+    ``event: end``)."""
     silo = request.app[SILO]
     type_name, key, name = _actor_params(request)
-    after = int(_number(request, "after", -1, -1, 2**62))
+    after = _integer(request, "after", -1, -1, MAX_OFFSET)
+    follow = _number(request, "wait", MAX_STREAM_SECONDS, 0.0, MAX_STREAM_SECONDS)
     # Validate everything before the 200 goes out: errors after it cannot change the status.
     first = await silo.read_stream(type_name, key, name, after=after, wait=0.0)
     sse = "text/event-stream" in request.headers.get("Accept", "")
@@ -321,7 +402,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + MAX_STREAM_SECONDS
+    deadline = loop.time() + follow
     reply = first
     while True:
         chunks = []
@@ -448,6 +529,4 @@ def cluster_view(silo: Silo) -> dict[str, Any]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    from bayou.runtime.openapi import openapi_document
-
-    return _respond(request, openapi_document(request.app[SILO].app))
+    return _respond(request, request.app[OPENAPI])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bayou import codec
-from bayou.errors import InvalidArguments
+from bayou.errors import BadRequest, InvalidArguments
 from bayou.runtime.dispatch import resolve, validate
 from bayou.storage.contract import ActorKey, Reminder
 
@@ -98,7 +98,7 @@ def describe(reminder: Reminder) -> dict[str, Any]:
 class ReminderRequest(BaseModel):
     """A reminder registered over HTTP: ``PUT .../reminders/{name}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: str
     args: dict[str, Any] = {}
@@ -125,9 +125,15 @@ def reminder_from_request(
             [{"field": "due_in", "message": "give exactly one of due_in and due_at"}],
         )
     spec, handler = resolve(app, actor.type, request.method)
+    if spec.is_stateless:
+        raise BadRequest(
+            f"{actor.type} is a stateless worker: it has no inbox for reminders to deliver to",
+            {"field": "type"},
+        )
     if handler.kind != "exclusive":
         raise InvalidArguments(
-            f"reminder {name!r}: {request.method!r} is a query; reminders run exclusive handlers",
+            f"reminder {name!r}: {request.method!r} is a {handler.kind} handler; reminders "
+            "run exclusive handlers",
             [{"field": "method", "message": "not an exclusive handler"}],
         )
     args = validate(spec, handler, request.args)

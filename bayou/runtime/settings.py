@@ -26,6 +26,9 @@ class SiloSettings(BaseModel):
     call_timeout: float = Field(30.0, gt=0, description="default time a caller waits for a reply")
     max_call_timeout: float = Field(300.0, gt=0, description="upper bound on Bayou-Timeout")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies get 413")
+    body_timeout: float = Field(
+        30.0, gt=0, description="a request body must arrive in full within this long (408)"
+    )
     partitions: int = Field(1024, ge=1, le=1 << 16, description="fixed per cluster")
     kv_cache_entries: int = Field(256, ge=0, description="entity kv values cached per activation")
     lease: float = Field(

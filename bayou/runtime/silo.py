@@ -37,7 +37,7 @@ from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
-from bayou.runtime.dispatch import resolve, until, validate
+from bayou.runtime.dispatch import check_recordable, resolve, until, validate
 from bayou.runtime.effects import check_channel_name
 from bayou.runtime.invocation import SEND_METHOD
 from bayou.runtime.rebalance import Rebalancer
@@ -159,8 +159,9 @@ class Silo:
 
     async def _serve_http(self) -> None:
         from bayou.runtime.http import build_http_app
+        from bayou.runtime.http_server import HttpRunner
 
-        self._runner = web.AppRunner(
+        self._runner = HttpRunner(
             build_http_app(self), access_log=None, handle_signals=False, shutdown_timeout=5.0
         )
         await self._runner.setup()
@@ -484,8 +485,19 @@ class Silo:
     ) -> str:
         """Append ``value`` to the actor's durable topic queue (through its inbox); a
         workflow takes it with ``ctx.receive(topic)``. Returns the message id once stored."""
-        self._known_type(type_name)
+        spec = self._known_type(type_name)
         check_channel_name(topic)
+        if spec.is_stateless:
+            raise BadRequest(
+                f"{type_name} is a stateless worker: it has no inbox; call it", {"field": "type"}
+            )
+        if not any(h.kind == "workflow" for h in spec.handlers.values()):
+            # Only a workflow receives from a topic: the message would wait forever.
+            raise BadRequest(
+                f"{type_name} has no workflow handler to receive from topic {topic!r}",
+                {"field": "type"},
+            )
+        check_recordable("value", value, f"message to topic {topic!r}")
         message_id = message_id or uuid.uuid4().hex
         args = {"topic": topic, "value": value}
         deadline = self._deadline(timeout)
@@ -495,8 +507,6 @@ class Silo:
             payload["idem"] = message_id
             result: str = await self.router.forward(owner, payload, deadline, hops)
             return result
-        spec = self.app.spec(type_name)
-        assert spec is not None
         activation = await self._activation(spec, key, deadline)
         message = Message(SEND_METHOD, args, None, message_id)
         await until(asyncio.ensure_future(activation.accept_tell(message)), deadline)
@@ -512,11 +522,13 @@ class Silo:
         entries = await self.storage.kv_get(actor, keys) if keys else {}
         return [codec.unpack(entries[k]) for k in keys if k in entries]
 
-    def _known_type(self, type_name: str) -> None:
-        if self.app.spec(type_name) is None:
+    def _known_type(self, type_name: str) -> ActorSpec:
+        spec = self.app.spec(type_name)
+        if spec is None:
             raise UnknownActorType(
                 f"no actor type {type_name!r} on this silo", {"known": sorted(self.app.actors)}
             )
+        return spec
 
     def _deadline(self, timeout: float | None) -> float:
         return asyncio.get_running_loop().time() + (timeout or self.settings.call_timeout)

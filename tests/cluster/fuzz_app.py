@@ -4,11 +4,21 @@ runtime's fault and not a handler's verdict."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from bayou import Actor, App, SiloSettings, actor, query, workflow
+from bayou import (
+    Actor,
+    App,
+    Entity,
+    SiloSettings,
+    StatelessWorker,
+    actor,
+    query,
+    stateless_worker,
+    workflow,
+)
 from samples.counter import Counter
 
 MAX_BODY = 64 * 1024
@@ -44,6 +54,8 @@ class Typed(Actor[Bag]):
         score: float | None = None,
     ) -> int:
         self.state.notes.append(f"{level}:{flag}:{text}"[:200])
+        self.ctx.set_event("last", text[:200])
+        self.ctx.write_stream("notes", {"level": level, "text": text[:200]})
         if score is not None:
             self.state.score = score
         return len(self.state.notes)
@@ -73,7 +85,33 @@ class Typed(Actor[Bag]):
         return total
 
 
+# What a kv key may be (the store refuses others, which would be the handler's fault).
+Name = Annotated[str, Field(min_length=1, max_length=50, pattern="^[^\x01]")]
+
+
+@actor("shelf")
+class Shelf(Entity):
+    """State in the K/V store: the routes that read state must work for entities too."""
+
+    async def put(self, name: Name, count: int = Field(0, ge=0, le=1000)) -> int:
+        self.ctx.kv.set(name, count)
+        return count
+
+    @query
+    async def count(self, name: Name) -> int:
+        value: int = await self.ctx.kv.get(name, 0)
+        return value
+
+
+@stateless_worker("echo", max_activations=2)
+class Echo(StatelessWorker):
+    """No state, no inbox: the actor-scoped routes must refuse it clearly, not fail."""
+
+    async def say(self, text: str = Field(max_length=100)) -> str:
+        return text
+
+
 app = App(
-    [Counter, Typed],
-    SiloSettings(max_body_bytes=MAX_BODY, call_timeout=5, snapshot_every=10),
+    [Counter, Typed, Shelf, Echo],
+    SiloSettings(max_body_bytes=MAX_BODY, body_timeout=3, call_timeout=5, snapshot_every=10),
 )

@@ -71,6 +71,25 @@ async def test_streams_as_ndjson_and_server_sent_events(silo: SiloProcess) -> No
     assert (status, body) == (200, {"items": [[3, "four"]], "closed": True, "next": 4})
 
 
+async def test_a_stream_response_ends_after_wait_seconds_while_the_stream_is_open(
+    silo: SiloProcess,
+) -> None:
+    async with Client(silo.url) as client:
+        await client.call("publisher", "open", "emit", {"words": ["one"]})
+    url = f"{silo.url}/v1/actors/publisher/open/streams/log"
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        async with session.get(url + "?wait=0.5") as resp:
+            lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+        assert resp.status == 200 and lines == [{"offset": 0, "item": "one"}]  # not closed
+        assert 0.4 < time.monotonic() - started < 10
+        async with session.get(url + "?after=0&wait=0") as resp:
+            assert (resp.status, await resp.text()) == (200, "")
+    for wait in ("-1", "301", "soon"):
+        status, body = await request("GET", f"{url}?wait={wait}")
+        assert status == 400 and body["error"]["detail"] == {"field": "wait"}, wait
+
+
 async def _emit_later(client: Client) -> None:
     await asyncio.sleep(0.1)
     await client.call("publisher", "s", "emit", {"words": ["three"]})

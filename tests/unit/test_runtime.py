@@ -277,6 +277,15 @@ async def test_clear_errors_for_unknown_names_and_bad_arguments() -> None:
             await silo.call("recorder", "k", "add", {})
 
 
+def test_a_handler_cannot_take_the_name_of_an_actor_route() -> None:
+    class Topical(Actor[Trace]):
+        async def topics(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="topics"):
+        actor("topical")(Topical)
+
+
 async def test_a_call_that_cannot_finish_in_time_times_out_and_still_commits() -> None:
     async with local_silo(make_app()) as silo:
         with pytest.raises(CallTimeout):

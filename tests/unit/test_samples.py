@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bayou import ActorError, App, SiloSettings
+from bayou import ActorError, App, InvalidArguments, SiloSettings
 from bayou.storage import MemoryStorage
 from bayou.testing import FakeClock, local_silo
 from samples.app import app as samples_app
@@ -91,6 +91,17 @@ async def test_chat_actor_stays_fast_at_ten_thousand_messages() -> None:
         # Bounded recovery: one snapshot and at most snapshot_every - 1 records replayed.
         assert silo.catalog.activations()[0].replayed < samples_app.settings.snapshot_every
         print(f"\nreactivated a 10,050-message conversation in {reactivated * 1000:.1f} ms")
+
+
+async def test_chat_actor_refuses_an_import_over_its_batch_limit() -> None:
+    """The limit is declared with ``Annotated[list[Line], Field(max_length=1000)]``: its
+    constraint must reach validation (it was once dropped with the Annotated metadata)."""
+    async with local_silo(samples_app) as silo:
+        lines = [{"author": "a", "text": "t"}] * 1001
+        with pytest.raises(InvalidArguments) as caught:
+            await silo.call("chat-actor", "big", "import_lines", {"lines": lines})
+        assert caught.value.detail[0]["field"] == "lines"
+        assert await silo.call("chat-actor", "big", "count", {}) == 0
 
 
 async def test_approval_workflow() -> None:
