@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from bayou.errors import SiloUnreachable
+from bayou.errors import SiloUnreachable, Unauthorized
 from bayou.link import LinkPool
 
 # HTTP statuses of a refused upgrade that mean "this server has no link for us" (an older
@@ -86,6 +86,10 @@ class LinkTransport:
         try:
             reply = await self.pool.request(address, payload, remaining)
         except SiloUnreachable as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {}
+            if detail.get("status") == Unauthorized.status:
+                # The silo wants the shared secret: no retry can change that.
+                raise Unauthorized(f"{address} refused the link: {exc.message}", detail) from exc
             if self.fallback and _refused(exc):
                 self._http_only.add(address)
                 raise LinkRefused(address, exc) from exc
