@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +31,7 @@ from bayou.placement.membership import (
     SiloStatus,
     check_lease,
 )
+from bayou.storage.redis_clients import ClientProfile, make_client
 from bayou.storage.redis_keys import MembershipKeys
 
 T = TypeVar("T")
@@ -155,6 +154,31 @@ return dropped
 """
 
 
+# Read-only. -> {members as a flat list, version or nil, the server's TIME}
+_READ = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('TIME')}
+"""
+
+
+def _profile(timeout: float) -> ClientProfile:
+    return ClientProfile(
+        client_name="bayou-membership",
+        socket_timeout=timeout,
+        connect_timeout=timeout,
+        # One immediate retry on a broken connection (a pooled connection that went stale
+        # when Redis restarted or failed over), none on a timeout: the deadline of every
+        # call bounds it anyway.
+        retries=1,
+        backoff_base=0.0,
+        backoff_cap=0.0,
+        retry_on_timeout=False,
+        max_connections=16,  # a heartbeat, a read and a rare status change at a time
+        blocking=True,  # a call beyond that waits (within its deadline) instead of failing
+        health_check_interval=0,
+        hiredis_packing=False,
+    )
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -194,22 +218,14 @@ class RedisMembership(Membership):
         self._timeout = timeout
         self._owns_client = client is None
         if client is None:
-            client = aioredis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                # One immediate retry on a broken connection (a pooled connection that
-                # went stale when Redis restarted), none on a timeout: the deadline below
-                # bounds the whole call anyway.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                retry_on_timeout=False,
-            )
+            client = make_client(url, _profile(timeout))
         self._redis = client
         self._register = client.register_script(_REGISTER)
         self._renew = client.register_script(_RENEW)
         self._set_status = client.register_script(_SET_STATUS)
         self._declare_dead = client.register_script(_DECLARE_DEAD)
         self._forget = client.register_script(_FORGET)
+        self._read = client.register_script(_READ)
 
     @property
     def keys(self) -> MembershipKeys:
@@ -272,19 +288,15 @@ class RedisMembership(Membership):
         return int(await self._script(self._declare_dead, "declare_dead", silo)) == 1
 
     async def read(self) -> MembershipView:
-        async def snapshot() -> list[Any]:
-            # MULTI/EXEC: the three reads happen at one instant, in one round trip.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._keys.members)
-                pipe.get(self._keys.version)
-                pipe.time()
-                return await pipe.execute()
-
-        records, version, (seconds, micros) = await self._bounded(snapshot(), "read")
+        # One script run: the three reads happen at one instant, in one round trip (MULTI
+        # with TIME would do on one server, but Redis Cluster routes MULTI by key and TIME
+        # has none).
+        flat, version, (seconds, micros) = await self._script(self._read, "read")
+        records = dict(zip(flat[::2], flat[1::2], strict=True))
         members = sorted(
             (_member(_text(silo), raw) for silo, raw in records.items()), key=lambda m: m.silo
         )
-        return MembershipView(int(version or 0), tuple(members), seconds + micros / _US)
+        return MembershipView(int(version or 0), tuple(members), int(seconds) + int(micros) / _US)
 
     async def version(self) -> int:
         value = await self._bounded(self._redis.get(self._keys.version), "version")

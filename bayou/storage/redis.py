@@ -35,13 +35,10 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bayou.errors import StorageError
+from bayou.storage import redis_clients
 from bayou.storage import redis_scripts as scripts
 from bayou.storage.contract import (
     ActorKey,
@@ -62,6 +59,7 @@ from bayou.storage.memory import (
     check_until,
     commit_reminder_error,
 )
+from bayou.storage.redis_clients import ClientProfile
 from bayou.storage.redis_keys import (
     KeySpace,
     decode_actor,
@@ -103,60 +101,28 @@ _KV_CHUNK = 1000  # fields per HMGET
 _DueEntry = tuple[float, int, bytes]
 
 
+STORAGE_PROFILE = ClientProfile(
+    client_name="bayou-storage",
+    socket_timeout=SOCKET_TIMEOUT,
+    connect_timeout=CONNECT_TIMEOUT,
+    retries=RETRIES,
+    backoff_base=BACKOFF_BASE,
+    backoff_cap=BACKOFF_CAP,
+    retry_on_timeout=True,
+    max_connections=MAX_CONNECTIONS,
+    # redis-py's default pool fails with "Too many connections" instead of waiting, which
+    # a burst of activations (each a few reads) reached at 256 concurrent first calls.
+    blocking=True,
+    health_check_interval=HEALTH_CHECK_INTERVAL,
+    hiredis_packing=True,
+)
+
+
 def make_client(url: str) -> redis.asyncio.Redis:
-    """A client for ``url`` with bytes replies, socket timeouts, health checks and retries.
-
-    Its pool holds at most ``MAX_CONNECTIONS`` connections and a caller beyond that waits
-    for one (redis-py's default pool fails with "Too many connections" instead, which a
-    burst of activations — each a few reads — reached at 256 concurrent first calls).
-    """
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=None,  # the wait is bounded by the caller's own deadline (``_guard``)
-        decode_responses=False,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        client_name="bayou-storage",
-    )
-    _pack_with_hiredis(pool)
-    return redis.asyncio.Redis.from_pool(pool)
-
-
-def _pack_with_hiredis(pool: redis.asyncio.ConnectionPool) -> None:
-    """Have the pool's connections pack commands with hiredis (C), as redis-py's sync
-    client does. Its asyncio connections pack in Python, copying the growing buffer once
-    per argument: a group commit of a few hundred turns (thousands of arguments) spent
-    more time being packed than being run. Without hiredis the pool is left as it is."""
-    try:
-        from redis.utils import HIREDIS_AVAILABLE
-    except ImportError:  # pragma: no cover - a redis-py without it: keep its own packing
-        return
-    if HIREDIS_AVAILABLE:
-        base = pool.connection_class
-        packing = _PACKING.get(base)
-        if packing is None:
-            packing = _PACKING[base] = _hiredis_packing(base)
-        pool.connection_class = packing
-
-
-_PACKING: dict[type[Any], type[Any]] = {}  # connection class -> its hiredis-packing subclass
-
-
-def _hiredis_packing(base: type[Any]) -> type[Any]:
-    from redis.connection import HiredisRespSerializer
-
-    serializer = HiredisRespSerializer()
-
-    def pack_command(self: Any, *args: Any) -> list[bytes]:
-        packed: list[bytes] = serializer.pack(*args)
-        return packed
-
-    return type(f"HiredisPacking{base.__name__}", (base,), {"pack_command": pack_command})
+    """A storage client for ``url`` (any form ``redis_clients`` reads) with bytes replies,
+    socket timeouts, health checks, retries and at most ``MAX_CONNECTIONS`` connections
+    (per node on Redis Cluster), callers beyond that waiting for one."""
+    return redis_clients.make_client(url, STORAGE_PROFILE)
 
 
 class RedisStorage(Storage):
@@ -171,6 +137,11 @@ class RedisStorage(Storage):
     is a Redis Cluster client (a batch spans hash slots), where it is one ``COMMIT`` run per
     commit in one pipeline; ``batch_commits`` overrides the choice (which also picks how
     ``reminders_due`` reads many partitions: one script run, or a pipeline).
+
+    ``wait_replicas`` (default: the URL's ``wait_replicas``, else 0) makes every group
+    commit and every stored tell wait, on the connection that wrote it, until that many
+    replicas confirm it (``WAIT n wait_timeout_ms``, one per batch); a batch not confirmed
+    in time is reported failed, as a write not known to be durable.
     """
 
     def __init__(
@@ -181,10 +152,27 @@ class RedisStorage(Storage):
         client: redis.asyncio.Redis | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         batch_commits: bool | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
     ) -> None:
         self.url = url
         self.keys = KeySpace(cluster)
         self.timeout = timeout
+        target = redis_clients.parse_url(url) if client is None else None
+        self.wait_replicas = (
+            wait_replicas if wait_replicas is not None else target.wait_replicas if target else 0
+        )
+        self.wait_timeout_ms = (
+            wait_timeout_ms
+            if wait_timeout_ms is not None
+            else target.wait_timeout_ms
+            if target
+            else redis_clients.DEFAULT_WAIT_TIMEOUT_MS
+        )
+        # Redis Cluster's per-node pools fail a command past their limit instead of waiting,
+        # so the store itself admits at most MAX_CONNECTIONS calls at once there (each holds
+        # at most one connection per node); a single server's pool does the waiting itself.
+        self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         # One script run per group commit (single Redis) or one per commit (Redis Cluster);
         # None decides by the client's type when the first batch is written.
         self.batch_commits = batch_commits
@@ -204,15 +192,25 @@ class RedisStorage(Storage):
         if self._client is not None:
             return
         client = self._given or make_client(self.url)
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if redis_clients.decodes_responses(client):
             raise ValueError("RedisStorage needs a client with decode_responses=False")
         try:
             async with self._guard("open"):
-                pipe = client.pipeline(transaction=False)
-                pipe.ping()
-                for script in scripts.SCRIPTS:
-                    pipe.script_load(script.source)
-                await pipe.execute()
+                if redis_clients.is_cluster(client):
+                    if self.wait_replicas:
+                        raise ValueError("wait_replicas is not supported on Redis Cluster yet")
+                    self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+                    # SCRIPT LOAD goes to every primary; a node that joins or is promoted
+                    # later answers NOSCRIPT once and is loaded then (scripts.run).
+                    await client.ping()
+                    for script in scripts.SCRIPTS:
+                        await client.script_load(script.source)
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    pipe.ping()
+                    for script in scripts.SCRIPTS:
+                        pipe.script_load(script.source)
+                    await pipe.execute()
         except BaseException:
             if client is not self._given:
                 await client.aclose()
@@ -241,7 +239,7 @@ class RedisStorage(Storage):
         client = self._client
         if client is None:
             raise StorageError(f"{self!r} is not open")
-        async with self._guard(what):
+        async with self._guard(what), self._gate:
             yield client
 
     # -- ownership -------------------------------------------------------------------------
@@ -292,17 +290,21 @@ class RedisStorage(Storage):
             if not calls:
                 replies: list[Any] = []
             elif self._single_node(client):
-                replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls)
+                replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls, self._wait())
             else:
-                replies = await scripts.run_many(client, scripts.COMMIT, calls)
+                replies = await scripts.run_many(client, scripts.COMMIT, calls, self._wait())
         for i, reply in zip(sent, replies, strict=True):
             one = batch[i]
             results[i] = scripts.outcome(reply, one.actor, one.fence, one.record.seq)
         return results
 
+    def _wait(self) -> scripts.Wait | None:
+        """WAIT's arguments after an acknowledged write, or None when no replica must confirm."""
+        return (self.wait_replicas, self.wait_timeout_ms) if self.wait_replicas else None
+
     def _single_node(self, client: object) -> bool:
         if self.batch_commits is None:
-            self.batch_commits = not _is_cluster(client)
+            self.batch_commits = not redis_clients.is_cluster(client)
         return self.batch_commits
 
     def _commit_call(self, commit: Commit) -> scripts.Call:
@@ -398,13 +400,17 @@ class RedisStorage(Storage):
             raise scripts.wrong_partition(actor, fence)
         keys = self.keys.actor(actor)
         args = [*_fence_args(fence), message.id, bytes(message.data), keys.member]
+        call_keys = [keys.own, keys.inbox, keys.inbox_order, keys.inboxes]
         async with self._session("inbox_put") as client:
-            reply = await scripts.run(
-                client,
-                scripts.INBOX_PUT,
-                [keys.own, keys.inbox, keys.inbox_order, keys.inboxes],
-                args,
-            )
+            if self.wait_replicas:
+                # The 202 of a tell is an acknowledgement too: its WAIT shares its pipeline.
+                [reply] = await scripts.run_many(
+                    client, scripts.INBOX_PUT, [(call_keys, args)], self._wait()
+                )
+                if isinstance(reply, Exception):
+                    raise reply
+            else:
+                reply = await scripts.run(client, scripts.INBOX_PUT, call_keys, args)
         return bool(scripts.check(reply, fence)[1])
 
     async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
@@ -422,8 +428,15 @@ class RedisStorage(Storage):
             sent.append(i)
             calls.append(((keys.own, keys.inbox, keys.inbox_order, keys.inboxes), args))
         async with self._session("inbox_put_many") as client:
-            replies = await scripts.run_many(client, scripts.INBOX_PUT, calls) if calls else []
+            replies = (
+                await scripts.run_many(client, scripts.INBOX_PUT, calls, self._wait())
+                if calls
+                else []
+            )
             for i, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, StorageError):
+                    results[i] = reply  # stored, but too few replicas confirmed it in time
+                    continue
                 if isinstance(reply, Exception):
                     raise reply  # the script failed: a backend failure (StorageError)
                 fence = batch[i].fence
@@ -705,13 +718,6 @@ def _pending_steps(fields: dict[bytes, bytes]) -> dict[str, list[bytes]]:
         if contiguous:
             pending[invocation] = contiguous
     return pending
-
-
-def _is_cluster(client: object) -> bool:
-    """Whether ``client`` talks to a Redis Cluster (imported lazily: most runs never need it)."""
-    from redis.asyncio.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 def _redacted(url: str) -> str:
