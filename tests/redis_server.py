@@ -39,9 +39,7 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process with AOF on (``appendfsync everysec``), data in ``directory``."""
 
-    def __init__(
-        self, directory: Path, port: int | None = None, extra: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = port or free_port()
         # More server arguments (cluster mode, replicaof, ...): ``tests/redis_topologies``.

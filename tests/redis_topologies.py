@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -87,21 +88,21 @@ class RedisClusterNodes:
     def admin(self, node: RedisServer) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5)
 
+    def run(self, node: RedisServer, *args: Any) -> Any:
+        """One command on ``node`` itself (not through a cluster client)."""
+        with self.admin(node) as client:
+            return client.execute_command(*args)
+
     def start(self, timeout: float = 30.0) -> None:
         for node in self.nodes:
             node.start()
-        first = self.admin(self.nodes[0])
         per_node = SLOTS // len(self.nodes)
-        try:
-            for node in self.nodes[1:]:
-                first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
-            for i, node in enumerate(self.nodes):
-                low = i * per_node
-                high = SLOTS if i == len(self.nodes) - 1 else low + per_node
-                with self.admin(node) as client:
-                    client.execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
-        finally:
-            first.close()
+        for node in self.nodes[1:]:
+            self.run(self.nodes[0], "CLUSTER", "MEET", "127.0.0.1", node.port)
+        for i, node in enumerate(self.nodes):
+            low = i * per_node
+            high = SLOTS if i == len(self.nodes) - 1 else low + per_node
+            self.run(node, "CLUSTER", "ADDSLOTS", *range(low, high))
         self.wait_ok(timeout)
 
     def wait_ok(self, timeout: float = 30.0) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bayou.codec import unpack
@@ -154,6 +154,12 @@ return dropped
 """
 
 
+# KEYS: config. ARGV: name, value. -> the value stored under name (set now if absent)
+_AGREE = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
+
 # Read-only. -> {members as a flat list, version or nil, the server's TIME}
 _READ = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('TIME')}
@@ -226,6 +232,7 @@ class RedisMembership(Membership):
         self._declare_dead = client.register_script(_DECLARE_DEAD)
         self._forget = client.register_script(_FORGET)
         self._read = client.register_script(_READ)
+        self._agree = client.register_script(_AGREE)
 
     @property
     def keys(self) -> MembershipKeys:
@@ -240,7 +247,9 @@ class RedisMembership(Membership):
             raise MembershipUnavailable(
                 f"membership {what}: Redis did not answer within {self._timeout}s"
             ) from exc
-        except (RedisConnectionError, OSError) as exc:
+        except (RedisConnectionError, OSError, RedisClusterException) as exc:
+            # RedisClusterException: no node of a Redis Cluster reachable, or none serving
+            # the membership slot (a shard down or failing over).
             raise MembershipUnavailable(f"membership {what}: Redis unreachable: {exc}") from exc
         except RedisError as exc:
             raise StorageError(f"membership {what}: Redis failed: {exc}") from exc
@@ -289,8 +298,8 @@ class RedisMembership(Membership):
 
     async def read(self) -> MembershipView:
         # One script run: the three reads happen at one instant, in one round trip (MULTI
-        # with TIME would do on one server, but Redis Cluster routes MULTI by key and TIME
-        # has none).
+        # with TIME does on one server, but Redis Cluster routes MULTI by key, TIME has
+        # none, and redis-py's cluster MULTI costs a thread per queued command).
         flat, version, (seconds, micros) = await self._script(self._read, "read")
         records = dict(zip(flat[::2], flat[1::2], strict=True))
         members = sorted(
@@ -303,14 +312,9 @@ class RedisMembership(Membership):
         return int(value or 0)
 
     async def agree(self, name: str, value: str) -> str:
-        async def set_once() -> list[Any]:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(self._keys.config, name, value)
-                pipe.hget(self._keys.config, name)
-                return await pipe.execute()
-
-        _, stored = await self._bounded(set_once(), "agree")
-        return _text(stored)
+        # A script, not MULTI/EXEC: atomic on every topology (see ``read``).
+        run = self._agree(keys=[self._keys.config], args=[name, value])
+        return _text(await self._bounded(run, "agree"))
 
     async def forget(self, silos: Iterable[str]) -> None:
         names: Sequence[str] = sorted(set(silos))

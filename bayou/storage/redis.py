@@ -35,7 +35,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bayou.errors import StorageError
 from bayou.storage import redis_clients
@@ -231,7 +231,8 @@ class RedisStorage(Storage):
                 yield
         except TimeoutError as exc:  # asyncio's deadline, or a socket timeout (RedisError)
             raise StorageError(f"{self!r}: {what} timed out after {self.timeout}s") from exc
-        except (RedisError, OSError, ValueError) as exc:
+        # RedisClusterException (no node reachable, a slot nobody serves) is no RedisError.
+        except (RedisError, RedisClusterException, OSError, ValueError) as exc:
             raise StorageError(f"{self!r}: {what} failed: {exc}") from exc
 
     @contextlib.asynccontextmanager
@@ -447,12 +448,12 @@ class RedisStorage(Storage):
         return results
 
     async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
+        keys = [self.keys.inbox_order(actor), self.keys.inbox(actor)]
         async with self._session("inbox_read") as client:
-            # MULTI/EXEC: the order and the payloads are read at one instant.
-            pipe = client.pipeline(transaction=True)
-            pipe.zrange(self.keys.inbox_order(actor), 0, -1)
-            pipe.hgetall(self.keys.inbox(actor))
-            ids, payloads = await pipe.execute()
+            # One script run: the order and the payloads are read at one instant (on every
+            # topology; MULTI/EXEC on Redis Cluster costs redis-py a thread per command).
+            ids, flat = await scripts.run(client, scripts.INBOX_READ, keys, [])
+        payloads = _pairs(flat)
         return [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
 
     async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
@@ -645,14 +646,9 @@ class RedisStorage(Storage):
             for (actor, fut), reply in zip(loads, replies, strict=True):
                 if fut.done():
                     continue  # its caller gave up
-                (seq, data), page, steps, ids, payloads = reply
-                entries = [(eid, _pairs(fields)) for eid, fields in page]
-                load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
-                if len(page) == _JOURNAL_PAGE:
-                    after = 0 if load.snapshot is None else load.snapshot.seq
-                    more = await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
-                    load.journal.extend(more)
-                fut.set_result(load)
+                load = await self._loaded(actor, reply)
+                if not fut.done():
+                    fut.set_result(load)
         except BaseException as exc:
             error = exc if isinstance(exc, StorageError) else StorageError(f"load failed: {exc}")
             for _, fut in loads:
@@ -662,16 +658,22 @@ class RedisStorage(Storage):
                 raise
 
     async def _load_one(self, actor: ActorKey) -> ActorLoad:
-        keys = self.keys.actor(actor)
+        """One actor's ``LOAD_MANY`` run: its keys share a slot, so this runs on Redis
+        Cluster too (where MULTI/EXEC would cost redis-py a thread per queued command)."""
+        ak = self.keys.actor(actor)
+        keys = [ak.snapshot, ak.journal, ak.steps, ak.inbox_order, ak.inbox]
         async with self._session("load_actor") as client:
-            pipe = client.pipeline(transaction=True)
-            pipe.hmget(keys.snapshot, [b"seq", b"data"])
-            pipe.xrange(keys.journal, b"-", b"+", count=_JOURNAL_PAGE)
-            pipe.hgetall(keys.steps)
-            pipe.zrange(keys.inbox_order, 0, -1)
-            pipe.hgetall(keys.inbox)
-            (seq, data), page, steps, ids, payloads = await pipe.execute()
-            load = self._actor_load(seq, data, cast(_Entries, page), steps, ids, payloads)
+            replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
+        if not isinstance(replies, list) or len(replies) != 1:
+            raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
+        return await self._loaded(actor, replies[0])
+
+    async def _loaded(self, actor: ActorKey, reply: Any) -> ActorLoad:
+        """The ``ActorLoad`` of one actor's ``LOAD_MANY`` reply; a journal longer than the
+        first page is read on after it."""
+        (seq, data), page, steps, ids, payloads = reply
+        entries = [(eid, _pairs(fields)) for eid, fields in page]
+        load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
         if len(page) == _JOURNAL_PAGE:
             after = 0 if load.snapshot is None else load.snapshot.seq
             load.journal.extend(

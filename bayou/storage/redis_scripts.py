@@ -246,6 +246,15 @@ return replies
 """,
 )
 
+# Read-only: an actor's waiting messages at one instant. KEYS: inbox_order, inbox.
+# Returns {ids in arrival order, the inbox hash as a flat list}.
+INBOX_READ = LuaScript(
+    "inbox_read",
+    b"""
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('HGETALL', KEYS[2])}
+""",
+)
+
 # KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
 WRITE_SNAPSHOT = LuaScript(
     "write_snapshot",
@@ -357,6 +366,7 @@ SCRIPTS: tuple[LuaScript, ...] = (
     REMINDER_CANCEL,
     EARLIEST_DUE,
     LOAD_MANY,
+    INBOX_READ,
 )
 
 
