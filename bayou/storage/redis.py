@@ -4,6 +4,12 @@ Layout and encodings are in ``redis_keys``, the scripts in ``redis_scripts``. A 
 durable as the server's persistence makes it (AOF with ``appendfsync always`` for "fsynced
 before the reply"; ``everysec`` loses up to a second on a server crash).
 
+The URL picks the topology (``redis_clients``): one server, Redis Cluster, or the primary
+a set of Sentinels names. On Redis Cluster every script run touches one slot (reads over
+many partitions are pipelines, which redis-py splits per node, following MOVED and ASK),
+and scripts are loaded on every primary at ``open`` and on any node that answers NOSCRIPT
+later (a new or promoted one).
+
 Failure model: every redis failure (refused connection, timeout, error reply) surfaces as
 ``StorageError``, never as a redis exception, and no call waits longer than ``timeout``.
 The connection pool reconnects with exponential backoff and re-sends a command whose
