@@ -64,21 +64,26 @@ class RedisClusterNodes:
     """
 
     def __init__(self, directory: Path, count: int = 3, node_timeout_ms: int = 2000) -> None:
-        self.nodes = [
-            RedisServer(
-                directory / f"node{i}",
-                port := cluster_port(),
-                extra=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(directory / f"node{i}" / f"nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    str(node_timeout_ms),
-                ],
-            )
-            for i in range(count)
-        ]
+        self.directory = directory
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [self._node(i) for i in range(count)]
+
+    def _node(self, index: int) -> RedisServer:
+        port = cluster_port()
+        directory = self.directory / f"node{index}"
+        return RedisServer(
+            directory,
+            port,
+            extra=[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / f"nodes-{port}.conf"),
+                # How long a silent primary has before its replica takes over.
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+            ],
+        )
 
     @property
     def url(self) -> str:
@@ -120,6 +125,29 @@ class RedisClusterNodes:
             return True
 
         wait_until(_answers(ok), timeout, "cluster not ok")
+
+    def add_replica(self, primary: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Start a node, make it a replica of ``primary``, and wait until it is in sync."""
+        replica = self._node(len(self.nodes))
+        replica.start()
+        self.nodes.append(replica)
+        self.run(self.nodes[0], "CLUSTER", "MEET", "127.0.0.1", replica.port)
+        primary_id = self.run(primary, "CLUSTER", "MYID").decode()
+
+        def known() -> bool:
+            nodes = self.run(replica, "CLUSTER", "NODES")
+            return primary_id in (nodes.decode() if isinstance(nodes, bytes) else str(nodes))
+
+        wait_until(_answers(known), timeout, "replica does not know its primary")
+        self.run(replica, "CLUSTER", "REPLICATE", primary_id)
+
+        def in_sync() -> bool:
+            with self.admin(replica) as client:
+                return bool(client.info("replication").get("master_link_status") == "up")
+
+        wait_until(_answers(in_sync), timeout, "replica not in sync")
+        self.wait_ok(timeout)
+        return replica
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -295,3 +295,51 @@ async def test_a_frozen_node_fails_its_calls_in_time_and_is_used_again(
     finally:
         await store.close()
         await membership.close()
+
+
+async def test_a_primary_killed_is_replaced_by_its_replica(
+    tmp_path: Path, cluster_name: str
+) -> None:
+    """SIGKILL of the primary serving a partition: its calls fail (typed, in time) until
+    Redis Cluster promotes the replica, then reach it; what the replica had is there."""
+    nodes = RedisClusterNodes(tmp_path / "cluster", node_timeout_ms=1000)
+    nodes.start()
+    try:
+        space = KeySpace(cluster_name)
+        primary = node_of(nodes, space.owner(0))
+        replica = nodes.add_replica(primary)
+        store = RedisStorage(nodes.url, cluster_name, timeout=3.0)
+        membership = RedisMembership(nodes.url, cluster_name)
+        await store.open()
+        await membership.open()
+        try:
+            await membership.register("s1", "a:1", 60.0)
+            fence = await take(store)
+            actor = ActorKey("t", "k", 0)
+            await commit_one(store, Commit(actor, fence, rec(1), kv_writes={"x": b"1"}))
+            with nodes.admin(primary) as admin:  # the replica has it before the kill
+                assert admin.execute_command("WAIT", 1, 5000) == 1
+            primary.stop(signal.SIGKILL)
+            started = time.monotonic()
+            with pytest.raises(StorageError):
+                await asyncio.wait_for(store.owner(0), 10)
+            assert time.monotonic() - started < 4
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    [result] = await store.commit([Commit(actor, fence, rec(2))])
+                except StorageError as exc:  # the whole batch: the node is unreachable
+                    result = exc
+                if result is None or "already exists" in str(result):
+                    break
+                assert time.monotonic() < deadline, f"never reached the promoted replica: {result}"
+                await asyncio.sleep(0.2)
+            assert node_of(nodes, space.owner(0)) is replica
+            assert await seqs(store, actor) == [1, 2]
+            assert await store.kv_get(actor, ["x"]) == {"x": b"1"}
+            await membership.renew("s1", 60.0)
+        finally:
+            await store.close()
+            await membership.close()
+    finally:
+        nodes.stop()
