@@ -42,7 +42,9 @@ class TestRedisCluster(StorageConformance):
 
 
 class TestRedisClusterMembership(MembershipConformance):
-    LEASE = 0.5  # real time, as on a single server (tests/unit/test_membership_redis.py)
+    # Real time; 1.5 x the single server's (test_membership_redis.py): these suites run
+    # beside three or four more redis-server processes on a busy machine.
+    LEASE = 0.75
 
     @pytest.fixture
     async def membership(
@@ -83,7 +85,8 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 def node_of(nodes: RedisClusterNodes, key: bytes) -> RedisServer:
     """The node serving ``key``'s slot, as the cluster itself says (CLUSTER SLOTS)."""
     slot = key_slot(key)
-    for low, high, (_, port, *_), *_ in nodes.run(nodes.nodes[0], "CLUSTER", "SLOTS"):
+    asked = next(n for n in nodes.nodes if n.proc is not None and n.proc.poll() is None)
+    for low, high, (_, port, *_), *_ in nodes.run(asked, "CLUSTER", "SLOTS"):
         if low <= slot <= high:
             return next(n for n in nodes.nodes if n.port == int(port))
     raise AssertionError(f"no node serves slot {slot}")

@@ -53,7 +53,9 @@ class TestRedisSentinelWaitingForTheReplica(StorageConformance):
 
 
 class TestRedisSentinelMembership(MembershipConformance):
-    LEASE = 0.5  # real time, as on a single server (tests/unit/test_membership_redis.py)
+    # Real time; 1.5 x the single server's (test_membership_redis.py): these suites run
+    # beside three or four more redis-server processes on a busy machine.
+    LEASE = 0.75
 
     @pytest.fixture
     async def membership(
