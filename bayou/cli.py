@@ -55,8 +55,11 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.redis:
         from bayou.placement.redis_membership import RedisMembership
 
-        storage = open_storage(args.redis, cluster=args.cluster)
-        membership = RedisMembership(args.redis, args.cluster)
+        try:
+            storage = open_storage(args.redis, cluster=args.cluster)
+            membership = RedisMembership(args.redis, args.cluster)
+        except ValueError as exc:  # a URL or cluster name bayou cannot use: say which
+            raise SystemExit(f"--redis {_redacted(args.redis)}: {exc}") from None
     else:
         storage = open_storage(args.data)
     name = os.environ.get("BAYOU_SILO_NAME") or os.environ.get("POD_NAME") or "silo"
@@ -266,7 +269,10 @@ async def _read_status(args: argparse.Namespace) -> list[list[str]]:
     from bayou.placement.redis_membership import RedisMembership
     from bayou.placement.ring import PartitionRing
 
-    membership = RedisMembership(args.redis, args.cluster)
+    try:
+        membership = RedisMembership(args.redis, args.cluster)
+    except ValueError as exc:
+        raise SystemExit(f"--redis {_redacted(args.redis)}: {exc}") from None
     await membership.open()
     try:
         view = await membership.read()
@@ -382,7 +388,9 @@ def _cluster_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         default=os.environ.get("BAYOU_REDIS_URL"),
-        help="join the cluster whose state lives in this Redis (env BAYOU_REDIS_URL)",
+        help="join the cluster whose state lives in this Redis (env BAYOU_REDIS_URL): "
+        "redis://host:6379/0, redis+cluster://host:port,.../ or "
+        "redis+sentinel://host:26379,.../service",
     )
     parser.add_argument(
         "--cluster",

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.redis_server import RedisServer
+from tests.redis_topologies import RedisClusterNodes, SentinelSet
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """One real 3-primary Redis Cluster for the session, started when first asked for;
+    tests keep apart by cluster name, and none of them stops its nodes."""
+    nodes = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """One primary + replica + Sentinel for the session; a test that fails it over starts
+    its own ``SentinelSet``."""
+    servers = SentinelSet(tmp_path_factory.mktemp("redis-sentinel"))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -38,11 +39,35 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process with AOF on (``appendfsync everysec``), data in ``directory``."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = port or free_port()
+        # More server arguments (cluster mode, replicaof, ...): ``tests/redis_topologies``.
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            redis_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            *self.extra,
+        ]
 
     @property
     def url(self) -> str:
@@ -51,25 +76,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
+            self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -16,10 +16,8 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bayou.codec import unpack
@@ -33,6 +31,7 @@ from bayou.placement.membership import (
     SiloStatus,
     check_lease,
 )
+from bayou.storage.redis_clients import ClientProfile, make_client
 from bayou.storage.redis_keys import MembershipKeys
 
 T = TypeVar("T")
@@ -155,6 +154,37 @@ return dropped
 """
 
 
+# KEYS: config. ARGV: name, value. -> the value stored under name (set now if absent)
+_AGREE = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
+
+# Read-only. -> {members as a flat list, version or nil, the server's TIME}
+_READ = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('TIME')}
+"""
+
+
+def _profile(timeout: float) -> ClientProfile:
+    return ClientProfile(
+        client_name="bayou-membership",
+        socket_timeout=timeout,
+        connect_timeout=timeout,
+        # One immediate retry on a broken connection (a pooled connection that went stale
+        # when Redis restarted or failed over), none on a timeout: the deadline of every
+        # call bounds it anyway.
+        retries=1,
+        backoff_base=0.0,
+        backoff_cap=0.0,
+        retry_on_timeout=False,
+        max_connections=16,  # a heartbeat, a read and a rare status change at a time
+        blocking=True,  # a call beyond that waits (within its deadline) instead of failing
+        health_check_interval=0,
+        hiredis_packing=False,
+    )
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -194,22 +224,15 @@ class RedisMembership(Membership):
         self._timeout = timeout
         self._owns_client = client is None
         if client is None:
-            client = aioredis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                # One immediate retry on a broken connection (a pooled connection that
-                # went stale when Redis restarted), none on a timeout: the deadline below
-                # bounds the whole call anyway.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                retry_on_timeout=False,
-            )
+            client = make_client(url, _profile(timeout))
         self._redis = client
         self._register = client.register_script(_REGISTER)
         self._renew = client.register_script(_RENEW)
         self._set_status = client.register_script(_SET_STATUS)
         self._declare_dead = client.register_script(_DECLARE_DEAD)
         self._forget = client.register_script(_FORGET)
+        self._read = client.register_script(_READ)
+        self._agree = client.register_script(_AGREE)
 
     @property
     def keys(self) -> MembershipKeys:
@@ -224,7 +247,9 @@ class RedisMembership(Membership):
             raise MembershipUnavailable(
                 f"membership {what}: Redis did not answer within {self._timeout}s"
             ) from exc
-        except (RedisConnectionError, OSError) as exc:
+        except (RedisConnectionError, OSError, RedisClusterException) as exc:
+            # RedisClusterException: no node of a Redis Cluster reachable, or none serving
+            # the membership slot (a shard down or failing over).
             raise MembershipUnavailable(f"membership {what}: Redis unreachable: {exc}") from exc
         except RedisError as exc:
             raise StorageError(f"membership {what}: Redis failed: {exc}") from exc
@@ -272,33 +297,24 @@ class RedisMembership(Membership):
         return int(await self._script(self._declare_dead, "declare_dead", silo)) == 1
 
     async def read(self) -> MembershipView:
-        async def snapshot() -> list[Any]:
-            # MULTI/EXEC: the three reads happen at one instant, in one round trip.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._keys.members)
-                pipe.get(self._keys.version)
-                pipe.time()
-                return await pipe.execute()
-
-        records, version, (seconds, micros) = await self._bounded(snapshot(), "read")
+        # One script run: the three reads happen at one instant, in one round trip (MULTI
+        # with TIME does on one server, but Redis Cluster routes MULTI by key, TIME has
+        # none, and redis-py's cluster MULTI costs a thread per queued command).
+        flat, version, (seconds, micros) = await self._script(self._read, "read")
+        records = dict(zip(flat[::2], flat[1::2], strict=True))
         members = sorted(
             (_member(_text(silo), raw) for silo, raw in records.items()), key=lambda m: m.silo
         )
-        return MembershipView(int(version or 0), tuple(members), seconds + micros / _US)
+        return MembershipView(int(version or 0), tuple(members), int(seconds) + int(micros) / _US)
 
     async def version(self) -> int:
         value = await self._bounded(self._redis.get(self._keys.version), "version")
         return int(value or 0)
 
     async def agree(self, name: str, value: str) -> str:
-        async def set_once() -> list[Any]:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(self._keys.config, name, value)
-                pipe.hget(self._keys.config, name)
-                return await pipe.execute()
-
-        _, stored = await self._bounded(set_once(), "agree")
-        return _text(stored)
+        # A script, not MULTI/EXEC: atomic on every topology (see ``read``).
+        run = self._agree(keys=[self._keys.config], args=[name, value])
+        return _text(await self._bounded(run, "agree"))
 
     async def forget(self, silos: Iterable[str]) -> None:
         names: Sequence[str] = sorted(set(silos))

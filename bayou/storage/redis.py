@@ -4,6 +4,12 @@ Layout and encodings are in ``redis_keys``, the scripts in ``redis_scripts``. A 
 durable as the server's persistence makes it (AOF with ``appendfsync always`` for "fsynced
 before the reply"; ``everysec`` loses up to a second on a server crash).
 
+The URL picks the topology (``redis_clients``): one server, Redis Cluster, or the primary
+a set of Sentinels names. On Redis Cluster every script run touches one slot (reads over
+many partitions are pipelines, which redis-py splits per node, following MOVED and ASK),
+and scripts are loaded on every primary at ``open`` and on any node that answers NOSCRIPT
+later (a new or promoted one).
+
 Failure model: every redis failure (refused connection, timeout, error reply) surfaces as
 ``StorageError``, never as a redis exception, and no call waits longer than ``timeout``.
 The connection pool reconnects with exponential backoff and re-sends a command whose
@@ -35,13 +41,10 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bayou.errors import StorageError
+from bayou.storage import redis_clients
 from bayou.storage import redis_scripts as scripts
 from bayou.storage.batching import TurnBatcher
 from bayou.storage.contract import (
@@ -63,6 +66,7 @@ from bayou.storage.memory import (
     check_until,
     commit_reminder_error,
 )
+from bayou.storage.redis_clients import ClientProfile
 from bayou.storage.redis_keys import (
     KeySpace,
     decode_actor,
@@ -104,60 +108,28 @@ _KV_CHUNK = 1000  # fields per HMGET
 _DueEntry = tuple[float, int, bytes]
 
 
+STORAGE_PROFILE = ClientProfile(
+    client_name="bayou-storage",
+    socket_timeout=SOCKET_TIMEOUT,
+    connect_timeout=CONNECT_TIMEOUT,
+    retries=RETRIES,
+    backoff_base=BACKOFF_BASE,
+    backoff_cap=BACKOFF_CAP,
+    retry_on_timeout=True,
+    max_connections=MAX_CONNECTIONS,
+    # redis-py's default pool fails with "Too many connections" instead of waiting, which
+    # a burst of activations (each a few reads) reached at 256 concurrent first calls.
+    blocking=True,
+    health_check_interval=HEALTH_CHECK_INTERVAL,
+    hiredis_packing=True,
+)
+
+
 def make_client(url: str) -> redis.asyncio.Redis:
-    """A client for ``url`` with bytes replies, socket timeouts, health checks and retries.
-
-    Its pool holds at most ``MAX_CONNECTIONS`` connections and a caller beyond that waits
-    for one (redis-py's default pool fails with "Too many connections" instead, which a
-    burst of activations — each a few reads — reached at 256 concurrent first calls).
-    """
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=None,  # the wait is bounded by the caller's own deadline (``_guard``)
-        decode_responses=False,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        client_name="bayou-storage",
-    )
-    _pack_with_hiredis(pool)
-    return redis.asyncio.Redis.from_pool(pool)
-
-
-def _pack_with_hiredis(pool: redis.asyncio.ConnectionPool) -> None:
-    """Have the pool's connections pack commands with hiredis (C), as redis-py's sync
-    client does. Its asyncio connections pack in Python, copying the growing buffer once
-    per argument: a group commit of a few hundred turns (thousands of arguments) spent
-    more time being packed than being run. Without hiredis the pool is left as it is."""
-    try:
-        from redis.utils import HIREDIS_AVAILABLE
-    except ImportError:  # pragma: no cover - a redis-py without it: keep its own packing
-        return
-    if HIREDIS_AVAILABLE:
-        base = pool.connection_class
-        packing = _PACKING.get(base)
-        if packing is None:
-            packing = _PACKING[base] = _hiredis_packing(base)
-        pool.connection_class = packing
-
-
-_PACKING: dict[type[Any], type[Any]] = {}  # connection class -> its hiredis-packing subclass
-
-
-def _hiredis_packing(base: type[Any]) -> type[Any]:
-    from redis.connection import HiredisRespSerializer
-
-    serializer = HiredisRespSerializer()
-
-    def pack_command(self: Any, *args: Any) -> list[bytes]:
-        packed: list[bytes] = serializer.pack(*args)
-        return packed
-
-    return type(f"HiredisPacking{base.__name__}", (base,), {"pack_command": pack_command})
+    """A storage client for ``url`` (any form ``redis_clients`` reads) with bytes replies,
+    socket timeouts, health checks, retries and at most ``MAX_CONNECTIONS`` connections
+    (per node on Redis Cluster), callers beyond that waiting for one."""
+    return redis_clients.make_client(url, STORAGE_PROFILE)
 
 
 class RedisStorage(Storage):
@@ -172,6 +144,11 @@ class RedisStorage(Storage):
     is a Redis Cluster client (a batch spans hash slots), where it is one ``COMMIT`` run per
     commit in one pipeline; ``batch_commits`` overrides the choice (which also picks how
     ``reminders_due`` reads many partitions: one script run, or a pipeline).
+
+    ``wait_replicas`` (default: the URL's ``wait_replicas``, else 0) makes every group
+    commit and every stored tell wait, on the connection that wrote it, until that many
+    replicas confirm it (``WAIT n wait_timeout_ms``, one per batch); a batch not confirmed
+    in time is reported failed, as a write not known to be durable.
     """
 
     def __init__(
@@ -182,10 +159,27 @@ class RedisStorage(Storage):
         client: redis.asyncio.Redis | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         batch_commits: bool | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
     ) -> None:
         self.url = url
         self.keys = KeySpace(cluster)
         self.timeout = timeout
+        target = redis_clients.parse_url(url) if client is None else None
+        self.wait_replicas = (
+            wait_replicas if wait_replicas is not None else target.wait_replicas if target else 0
+        )
+        self.wait_timeout_ms = (
+            wait_timeout_ms
+            if wait_timeout_ms is not None
+            else target.wait_timeout_ms
+            if target
+            else redis_clients.DEFAULT_WAIT_TIMEOUT_MS
+        )
+        # Redis Cluster's per-node pools fail a command past their limit instead of waiting,
+        # so the store itself admits at most MAX_CONNECTIONS calls at once there (each holds
+        # at most one connection per node); a single server's pool does the waiting itself.
+        self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         # One script run per group commit (single Redis) or one per commit (Redis Cluster);
         # None decides by the client's type when the first batch is written.
         self.batch_commits = batch_commits
@@ -204,15 +198,25 @@ class RedisStorage(Storage):
         if self._client is not None:
             return
         client = self._given or make_client(self.url)
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if redis_clients.decodes_responses(client):
             raise ValueError("RedisStorage needs a client with decode_responses=False")
         try:
             async with self._guard("open"):
-                pipe = client.pipeline(transaction=False)
-                pipe.ping()
-                for script in scripts.SCRIPTS:
-                    pipe.script_load(script.source)
-                await pipe.execute()
+                if redis_clients.is_cluster(client):
+                    if self.wait_replicas:
+                        raise ValueError("wait_replicas is not supported on Redis Cluster yet")
+                    self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+                    # SCRIPT LOAD goes to every primary; a node that joins or is promoted
+                    # later answers NOSCRIPT once and is loaded then (scripts.run).
+                    await client.ping()
+                    for script in scripts.SCRIPTS:
+                        await client.script_load(script.source)
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    pipe.ping()
+                    for script in scripts.SCRIPTS:
+                        pipe.script_load(script.source)
+                    await pipe.execute()
         except BaseException:
             if client is not self._given:
                 await client.aclose()
@@ -233,7 +237,8 @@ class RedisStorage(Storage):
                 yield
         except TimeoutError as exc:  # asyncio's deadline, or a socket timeout (RedisError)
             raise StorageError(f"{self!r}: {what} timed out after {self.timeout}s") from exc
-        except (RedisError, OSError, ValueError) as exc:
+        # RedisClusterException (no node reachable, a slot nobody serves) is no RedisError.
+        except (RedisError, RedisClusterException, OSError, ValueError) as exc:
             raise StorageError(f"{self!r}: {what} failed: {exc}") from exc
 
     @contextlib.asynccontextmanager
@@ -241,7 +246,7 @@ class RedisStorage(Storage):
         client = self._client
         if client is None:
             raise StorageError(f"{self!r} is not open")
-        async with self._guard(what):
+        async with self._guard(what), self._gate:
             yield client
 
     # -- ownership -------------------------------------------------------------------------
@@ -292,17 +297,21 @@ class RedisStorage(Storage):
             if not calls:
                 replies: list[Any] = []
             elif self._single_node(client):
-                replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls)
+                replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls, self._wait())
             else:
-                replies = await scripts.run_many(client, scripts.COMMIT, calls)
+                replies = await scripts.run_many(client, scripts.COMMIT, calls, self._wait())
         for i, reply in zip(sent, replies, strict=True):
             one = batch[i]
             results[i] = scripts.outcome(reply, one.actor, one.fence, one.record.seq)
         return results
 
+    def _wait(self) -> scripts.Wait | None:
+        """WAIT's arguments after an acknowledged write, or None when no replica must confirm."""
+        return (self.wait_replicas, self.wait_timeout_ms) if self.wait_replicas else None
+
     def _single_node(self, client: object) -> bool:
         if self.batch_commits is None:
-            self.batch_commits = not _is_cluster(client)
+            self.batch_commits = not redis_clients.is_cluster(client)
         return self.batch_commits
 
     def _commit_call(self, commit: Commit) -> scripts.Call:
@@ -398,13 +407,17 @@ class RedisStorage(Storage):
             raise scripts.wrong_partition(actor, fence)
         keys = self.keys.actor(actor)
         args = [*_fence_args(fence), message.id, bytes(message.data), keys.member]
+        call_keys = [keys.own, keys.inbox, keys.inbox_order, keys.inboxes]
         async with self._session("inbox_put") as client:
-            reply = await scripts.run(
-                client,
-                scripts.INBOX_PUT,
-                [keys.own, keys.inbox, keys.inbox_order, keys.inboxes],
-                args,
-            )
+            if self.wait_replicas:
+                # The 202 of a tell is an acknowledgement too: its WAIT shares its pipeline.
+                [reply] = await scripts.run_many(
+                    client, scripts.INBOX_PUT, [(call_keys, args)], self._wait()
+                )
+                if isinstance(reply, Exception):
+                    raise reply
+            else:
+                reply = await scripts.run(client, scripts.INBOX_PUT, call_keys, args)
         return bool(scripts.check(reply, fence)[1])
 
     async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
@@ -422,8 +435,15 @@ class RedisStorage(Storage):
             sent.append(i)
             calls.append(((keys.own, keys.inbox, keys.inbox_order, keys.inboxes), args))
         async with self._session("inbox_put_many") as client:
-            replies = await scripts.run_many(client, scripts.INBOX_PUT, calls) if calls else []
+            replies = (
+                await scripts.run_many(client, scripts.INBOX_PUT, calls, self._wait())
+                if calls
+                else []
+            )
             for i, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, StorageError):
+                    results[i] = reply  # stored, but too few replicas confirmed it in time
+                    continue
                 if isinstance(reply, Exception):
                     raise reply  # the script failed: a backend failure (StorageError)
                 fence = batch[i].fence
@@ -434,12 +454,12 @@ class RedisStorage(Storage):
         return results
 
     async def inbox_read(self, actor: ActorKey) -> list[InboxMessage]:
+        keys = [self.keys.inbox_order(actor), self.keys.inbox(actor)]
         async with self._session("inbox_read") as client:
-            # MULTI/EXEC: the order and the payloads are read at one instant.
-            pipe = client.pipeline(transaction=True)
-            pipe.zrange(self.keys.inbox_order(actor), 0, -1)
-            pipe.hgetall(self.keys.inbox(actor))
-            ids, payloads = await pipe.execute()
+            # One script run: the order and the payloads are read at one instant (on every
+            # topology; MULTI/EXEC on Redis Cluster costs redis-py a thread per command).
+            ids, flat = await scripts.run(client, scripts.INBOX_READ, keys, [])
+        payloads = _pairs(flat)
         return [InboxMessage(i.decode(), payloads[i]) for i in ids if i in payloads]
 
     async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
@@ -601,7 +621,8 @@ class RedisStorage(Storage):
 
         On a single Redis the loads asked for in one loop turn share one ``LOAD_MANY`` run
         (a burst of first calls, or a failover's reactivations, costs one round trip per
-        batch, not one per actor); on Redis Cluster each is one MULTI/EXEC."""
+        batch, not one per actor); on Redis Cluster, whose scripts cannot span slots, each
+        is one ``LOAD_MANY`` run of its own."""
         client = self._client
         if client is None or not self._single_node(client):
             return await self._load_one(actor)
@@ -616,30 +637,27 @@ class RedisStorage(Storage):
             replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
         if not isinstance(replies, list) or len(replies) != len(actors):
             raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
-        loads: list[ActorLoad | BaseException] = []
-        for actor, reply in zip(actors, replies, strict=True):
-            (seq, data), page, steps, ids, payloads = reply
-            entries = [(eid, _pairs(fields)) for eid, fields in page]
-            load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
-            if len(page) == _JOURNAL_PAGE:
-                after = 0 if load.snapshot is None else load.snapshot.seq
-                load.journal.extend(
-                    await self.read_journal(actor, max(journal_seq(page[-1][0]), after))
-                )
-            loads.append(load)
-        return loads
+        return [
+            await self._loaded(actor, reply) for actor, reply in zip(actors, replies, strict=True)
+        ]
 
     async def _load_one(self, actor: ActorKey) -> ActorLoad:
-        keys = self.keys.actor(actor)
+        """One actor's ``LOAD_MANY`` run: its keys share a slot, so this runs on Redis
+        Cluster too (where MULTI/EXEC would cost redis-py a thread per queued command)."""
+        ak = self.keys.actor(actor)
+        keys = [ak.snapshot, ak.journal, ak.steps, ak.inbox_order, ak.inbox]
         async with self._session("load_actor") as client:
-            pipe = client.pipeline(transaction=True)
-            pipe.hmget(keys.snapshot, [b"seq", b"data"])
-            pipe.xrange(keys.journal, b"-", b"+", count=_JOURNAL_PAGE)
-            pipe.hgetall(keys.steps)
-            pipe.zrange(keys.inbox_order, 0, -1)
-            pipe.hgetall(keys.inbox)
-            (seq, data), page, steps, ids, payloads = await pipe.execute()
-            load = self._actor_load(seq, data, cast(_Entries, page), steps, ids, payloads)
+            replies = await scripts.run(client, scripts.LOAD_MANY, keys, [_JOURNAL_PAGE])
+        if not isinstance(replies, list) or len(replies) != 1:
+            raise StorageError(f"unexpected reply from load_many: {replies!r:.200}")
+        return await self._loaded(actor, replies[0])
+
+    async def _loaded(self, actor: ActorKey, reply: Any) -> ActorLoad:
+        """The ``ActorLoad`` of one actor's ``LOAD_MANY`` reply; a journal longer than the
+        first page is read on after it."""
+        (seq, data), page, steps, ids, payloads = reply
+        entries = [(eid, _pairs(fields)) for eid, fields in page]
+        load = self._actor_load(seq, data, entries, _pairs(steps), ids, _pairs(payloads))
         if len(page) == _JOURNAL_PAGE:
             after = 0 if load.snapshot is None else load.snapshot.seq
             load.journal.extend(
@@ -686,13 +704,6 @@ def _pending_steps(fields: dict[bytes, bytes]) -> dict[str, list[bytes]]:
         if contiguous:
             pending[invocation] = contiguous
     return pending
-
-
-def _is_cluster(client: object) -> bool:
-    """Whether ``client`` talks to a Redis Cluster (imported lazily: most runs never need it)."""
-    from redis.asyncio.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 def _redacted(url: str) -> str:

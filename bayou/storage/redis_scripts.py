@@ -246,6 +246,15 @@ return replies
 """,
 )
 
+# Read-only: an actor's waiting messages at one instant. KEYS: inbox_order, inbox.
+# Returns {ids in arrival order, the inbox hash as a flat list}.
+INBOX_READ = LuaScript(
+    "inbox_read",
+    b"""
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('HGETALL', KEYS[2])}
+""",
+)
+
 # KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
 WRITE_SNAPSHOT = LuaScript(
     "write_snapshot",
@@ -357,12 +366,14 @@ SCRIPTS: tuple[LuaScript, ...] = (
     REMINDER_CANCEL,
     EARLIEST_DUE,
     LOAD_MANY,
+    INBOX_READ,
 )
 
 
 # -- running -------------------------------------------------------------------------------
 
 Call = tuple[Sequence[bytes], Sequence[Any]]  # one script run: its KEYS and its ARGV
+Wait = tuple[int, int]  # WAIT's arguments: replicas that must confirm, and milliseconds
 
 
 async def run(
@@ -378,34 +389,44 @@ async def run(
 
 
 async def run_many(
-    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
+    client: redis.asyncio.Redis,
+    script: LuaScript,
+    calls: Sequence[Call],
+    wait: Wait | None = None,
 ) -> list[Any]:
     """Run ``script`` once per call, all in one pipeline: one network round trip for the lot.
 
     Replies are in call order; a script's own error reply is returned in its place. Calls
     refused with NOSCRIPT never ran, so they are sent again (in order, in one more pipeline)
     once the script is loaded. redis-py's ``Script`` objects are not used because their
-    pipeline support costs an extra SCRIPT EXISTS round trip on every execute.
+    pipeline support costs an extra SCRIPT EXISTS round trip on every execute. With
+    ``wait``, each pipeline ends with ``WAIT`` and every reply of a pipeline whose writes
+    too few replicas confirmed becomes a ``StorageError`` (``confirm``).
     """
-    replies = await _pipeline(client, script, calls)
+    replies, confirmed = await _pipeline(client, script, calls, wait)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         await client.script_load(script.source)
-        again = await _pipeline(client, script, [calls[i] for i in missing])
+        again, confirmed = await _pipeline(client, script, [calls[i] for i in missing], wait)
         for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
-    return replies
+    return confirm(replies, wait, confirmed)
 
 
 async def run_batch(
-    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
+    client: redis.asyncio.Redis,
+    script: LuaScript,
+    calls: Sequence[Call],
+    wait: Wait | None = None,
 ) -> list[Any]:
     """Run ``script`` (one that loops over calls, as ``COMMIT_MANY``) once for all ``calls``:
     KEYS are every call's keys in turn, ARGV every call's argument count and arguments.
 
     Returns the script's replies, one per call; if the run as a whole failed, its error in
     place of each reply (which ``outcome`` reports as a ``StorageError``: not known to
-    have landed, so the runtime reloads those actors from storage).
+    have landed, so the runtime reloads those actors from storage). With ``wait``, the run
+    and a ``WAIT`` share one pipeline (WAIT counts the writes of its own connection), and
+    a run too few replicas confirmed fails every call alike.
     """
     keys: list[Any] = []
     args: list[Any] = []
@@ -413,10 +434,21 @@ async def run_batch(
         keys += call_keys
         args.append(len(call_args))
         args += call_args
-    try:
-        replies = await run(client, script, keys, args)
-    except ResponseError as exc:
-        return [exc] * len(calls)
+    if wait is None:
+        try:
+            replies = await run(client, script, keys, args)
+        except ResponseError as exc:
+            return [exc] * len(calls)
+    else:
+        [replies], confirmed = await _pipeline(client, script, [(keys, args)], wait)
+        if isinstance(replies, NoScriptError):
+            await client.script_load(script.source)
+            [replies], confirmed = await _pipeline(client, script, [(keys, args)], wait)
+        if isinstance(replies, ResponseError):
+            return [replies] * len(calls)
+        [replies] = confirm([replies], wait, confirmed)
+        if isinstance(replies, StorageError):
+            return [replies] * len(calls)
     if not isinstance(replies, list) or len(replies) != len(calls):
         error = StorageError(f"unexpected reply from {script.name}: {replies!r:.200}")
         return [error] * len(calls)
@@ -424,13 +456,34 @@ async def run_batch(
 
 
 async def _pipeline(
-    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call]
-) -> list[Any]:
+    client: redis.asyncio.Redis, script: LuaScript, calls: Sequence[Call], wait: Wait | None
+) -> tuple[list[Any], int]:
+    """The calls' replies, and how many replicas confirmed them (0 without ``wait``)."""
     pipe = client.pipeline(transaction=False)
     for keys, args in calls:
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        # execute_command, not pipe.evalsha: Redis Cluster's pipeline refuses the latter
+        # (a script without keys has no slot), and routes this one by its keys.
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    if wait is not None:
+        pipe.execute_command("WAIT", wait[0], wait[1])
     replies: list[Any] = await pipe.execute(raise_on_error=False)
-    return replies
+    if wait is None:
+        return replies, 0
+    confirmed = replies.pop()
+    if isinstance(confirmed, Exception):
+        raise confirmed
+    return replies, int(confirmed)
+
+
+def confirm(replies: list[Any], wait: Wait | None, confirmed: int) -> list[Any]:
+    """``replies``, each a ``StorageError`` if fewer than ``wait[0]`` replicas confirmed
+    them: written on the primary, but lost if it failed over now, so not acknowledged."""
+    if wait is None or confirmed >= wait[0]:
+        return replies
+    error = StorageError(
+        f"written but confirmed by {confirmed} of {wait[0]} replicas within {wait[1]} ms"
+    )
+    return [reply if isinstance(reply, Exception) else error for reply in replies]
 
 
 # -- replies -------------------------------------------------------------------------------

@@ -18,12 +18,19 @@ from tests.redis_server import RedisServer
 
 
 class Cluster:
-    """Silo processes sharing one Redis and cluster name; every one killed at ``close``."""
+    """Silo processes sharing one Redis and cluster name; every one killed at ``close``.
 
-    def __init__(self, directory: Path, redis: RedisServer, name: str) -> None:
+    ``storage_url`` puts the silos' storage and membership elsewhere (a Redis Cluster, a
+    Sentinel-managed primary); ``redis`` then serves only the witness's locks.
+    """
+
+    def __init__(
+        self, directory: Path, redis: RedisServer, name: str, storage_url: str | None = None
+    ) -> None:
         self.directory = directory
         self.redis = redis
         self.name = name
+        self.storage_url = storage_url or redis.url
         self.silos: list[SiloProcess] = []
         self.retired: list[SiloProcess] = []
         self._session: aiohttp.ClientSession | None = None
@@ -41,8 +48,9 @@ class Cluster:
     async def add_silo(self) -> SiloProcess:
         silo = SiloProcess(
             self.directory / f"silo{len(self.silos) + len(self.retired)}.db",
-            redis_url=self.redis.url,
+            redis_url=self.storage_url,
             cluster=self.name,
+            witness_url=self.redis.url,
         )
         await silo.start()
         self.silos.append(silo)

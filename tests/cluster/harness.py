@@ -35,6 +35,7 @@ class SiloProcess:
         redis_url: str | None = None,
         cluster: str | None = None,
         env: dict[str, str] | None = None,
+        witness_url: str | None = None,
     ) -> None:
         self.data = data
         self.app = app
@@ -42,6 +43,8 @@ class SiloProcess:
         self.redis_url = redis_url
         self.cluster = cluster
         self.env = env or {}
+        # The witness actor's own Redis (tests/cluster/witness.py): the silos' by default.
+        self.witness_url = witness_url or redis_url
         self.log_path = data.with_suffix(f".{self.port}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -55,7 +58,8 @@ class SiloProcess:
         command += ["--port", str(self.port), "--data", str(self.data)]
         if self.redis_url:
             command += ["--redis", self.redis_url, "--cluster", self.cluster or "default"]
-            env["BAYOU_WITNESS_REDIS"] = self.redis_url
+        if self.witness_url:
+            env["BAYOU_WITNESS_REDIS"] = self.witness_url
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
