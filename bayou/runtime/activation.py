@@ -8,6 +8,7 @@ and before its state becomes the actor's. Queries run at once against committed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import deque
@@ -207,6 +208,12 @@ class Activation:
     def ident(self) -> str:
         """``type/key``: how call chains name this actor."""
         return f"{self.spec.type_name}/{self.key}"
+
+    def commit_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held around a commit that another turn may race (reentrant actors only)."""
+        if self._interleaving is None:
+            return contextlib.nullcontext()
+        return self._interleaving.committing()
 
     @property
     def interleaving(self) -> Interleaving:
@@ -700,11 +707,8 @@ class Activation:
         if message.inbox_id is not None and self._inbox_ids:
             self._inbox_ids.discard(message.inbox_id)
         if message.method == SEND_METHOD:
-            if interleaving is None:
+            async with self.commit_gate():
                 await append_to_topic(self, message)
-            else:
-                async with interleaving.committing():
-                    await append_to_topic(self, message)
             return None
         handler = self.spec.handlers[message.method]
         invocation = key or uuid.uuid4().hex

@@ -127,60 +127,43 @@ async def _commit_workflow_record(
     inbox_ack: str | None = None,
     next_run: bool = False,
 ) -> None:
-    args = (activation, run, kind, steps, outcome, effects, extra_writes, inbox_ack, next_run)
-    interleaving = activation._interleaving
-    if interleaving is None:  # the run holds the actor's turn: nothing else commits
-        await _write_workflow_record(*args)
-        return
-    async with interleaving.committing():  # interleaved turns may be committing
-        await _write_workflow_record(*args)
-
-
-async def _write_workflow_record(
-    activation: Activation,
-    run: WorkflowRun,
-    kind: str,
-    steps: list[Step],
-    outcome: Outcome,
-    effects: Effects,
-    extra_writes: dict[str, bytes | None] | None,
-    inbox_ack: str | None,
-    next_run: bool,
-) -> None:
-    assert activation.fence is not None
-    seq = activation.seq + 1
-    metas = await activation._stream_metas_of(effects.stream_names())
-    writes, appends = effect_writes(effects, metas)
-    writes.update(extra_writes or {})
-    outgoing = [
-        OutgoingTell(t, k, m, a, f"{activation.actor_key}#{seq}.{i}")
-        for i, (t, k, m, a) in enumerate(effects.outbox)
-    ]
-    if next_run and outgoing:  # the continuation's run id is part of its lineage
-        last = outgoing[-1]
-        outgoing[-1] = replace(last, message_id=next_run_id(run.run_id))
-    record = InvocationRecord(
-        method=run.message.method,
-        args=run.message.args if kind == "workflow" else {},
-        steps=steps,
-        outcome=outcome,
-        committed_at=activation.clock.time(),
-        idempotency_key=run.run_id if kind == "workflow" else None,
-        outbox=[tell.to_record() for tell in outgoing],
-        kind=kind,
-        run=run.run_id,
-    )
-    commit = Commit(
-        actor=activation.actor_key,
-        fence=activation.fence,
-        record=JournalRecord(seq, record.encode()),
-        kv_writes=writes,
-        inbox_ack=inbox_ack,
-        reminders=dict(effects.reminders),
-    )
-    await activation.catalog.committer.submit(commit)
-    activation.seq = seq
-    activation._published(effects, metas, appends, outgoing)
+    # A workflow's code holds its actor's turn, so nothing else commits meanwhile; but the
+    # turns of a reentrant actor interleave: then the commit waits for the gate.
+    async with activation.commit_gate():
+        assert activation.fence is not None
+        seq = activation.seq + 1
+        metas = await activation._stream_metas_of(effects.stream_names())
+        writes, appends = effect_writes(effects, metas)
+        writes.update(extra_writes or {})
+        outgoing = [
+            OutgoingTell(t, k, m, a, f"{activation.actor_key}#{seq}.{i}")
+            for i, (t, k, m, a) in enumerate(effects.outbox)
+        ]
+        if next_run and outgoing:  # the continuation's run id is part of its lineage
+            last = outgoing[-1]
+            outgoing[-1] = replace(last, message_id=next_run_id(run.run_id))
+        record = InvocationRecord(
+            method=run.message.method,
+            args=run.message.args if kind == "workflow" else {},
+            steps=steps,
+            outcome=outcome,
+            committed_at=activation.clock.time(),
+            idempotency_key=run.run_id if kind == "workflow" else None,
+            outbox=[tell.to_record() for tell in outgoing],
+            kind=kind,
+            run=run.run_id,
+        )
+        commit = Commit(
+            actor=activation.actor_key,
+            fence=activation.fence,
+            record=JournalRecord(seq, record.encode()),
+            kv_writes=writes,
+            inbox_ack=inbox_ack,
+            reminders=dict(effects.reminders),
+        )
+        await activation.catalog.committer.submit(commit)
+        activation.seq = seq
+        activation._published(effects, metas, appends, outgoing)
 
 
 async def append_to_topic(activation: Activation, message: Message) -> None:
