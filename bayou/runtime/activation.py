@@ -451,6 +451,9 @@ class Activation:
     def close_after_storage_error(self, exc: BaseException) -> None:
         log.warning("%s: storage failed (%s); reloading on next use", self, exc)
         self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+        # The tells its mailbox held are still in the inbox: run them without waiting for
+        # the actor's next message.
+        self.catalog.wake_later(self.actor_key.partition)
 
     async def _stop_runs(self) -> None:
         if not self._runs:
@@ -554,8 +557,7 @@ class Activation:
                     # so memory can no longer be trusted to match storage: reload on next use.
                     if not fut.done():
                         fut.set_exception(exc)
-                    log.warning("%s: storage failed (%s); reloading on next use", self, exc)
-                    self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+                    self.close_after_storage_error(exc)
                     return
                 except BaseException as exc:
                     if not fut.done():

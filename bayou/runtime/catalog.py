@@ -114,6 +114,13 @@ class Catalog:
         """Whether this silo may start turns: its membership lease is confirmed."""
         return self.silo is None or bool(self.silo.agent.lease_valid())
 
+    def wake_later(self, partition: int, delay: float = 1.0) -> None:
+        """Activate the partition's actors with tells waiting again in ``delay`` seconds:
+        an activation closed on a storage failure leaves its mailbox's tells in the inbox,
+        and nothing else would run them if no new message came for the actor."""
+        if self.silo is not None:
+            self.silo.rebalancer.wake([partition], delay)
+
     def peek(self, type_name: str, key: str) -> Activation | None:
         """The activation of ``(type_name, key)`` if it is active right now."""
         activation = self._activations.get((type_name, key))

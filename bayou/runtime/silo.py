@@ -26,7 +26,13 @@ from aiohttp import web
 
 from bayou import codec
 from bayou.clock import Clock
-from bayou.errors import BadRequest, ConfigurationError, Unavailable, UnknownActorType
+from bayou.errors import (
+    RETRYABLE,
+    BadRequest,
+    ConfigurationError,
+    Unavailable,
+    UnknownActorType,
+)
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.placement.agent import MembershipAgent
 from bayou.placement.membership import Membership, SiloDeclaredDead
@@ -44,13 +50,17 @@ from bayou.runtime.rebalance import Rebalancer
 from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
 from bayou.runtime.routing import Router
 from bayou.runtime.workflows import HISTORY_INDEX, history_key
-from bayou.storage.contract import Reminder, Storage
+from bayou.storage.contract import ActorKey, Reminder, Storage
 from bayou.storage.group_commit import GroupCommitter
 from bayou.wire import partition_of
 
 log = logging.getLogger("bayou.silo")
 
 CLOSE_BUDGET = 10.0  # seconds to close HTTP, links, commits and stores after the drain
+# Waking inboxes that storage could not list (or whose actors could not be activated) is
+# retried after this long, doubling up to the maximum: a Redis restart takes seconds.
+WAKE_RETRY_FIRST = 0.5
+WAKE_RETRY_MAX = 5.0
 
 
 class Silo:
@@ -541,25 +551,51 @@ class Silo:
         return activation
 
     async def wake_inboxes(self, partitions: list[int]) -> None:
-        """Activate actors of these partitions that have tells waiting (e.g. after a crash)."""
-        waiting = await self.storage.inbox_actors(partitions)
-        deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
+        """Activate actors of these partitions that have tells waiting (after a crash, a
+        hand-off, or a storage failure that closed an activation).
 
-        async def wake(type_name: str, key: str) -> None:
-            spec = self.app.spec(type_name)
-            if spec is None:
-                log.warning("inbox of %s/%s waits, but this app has no such type", type_name, key)
-                return
-            if self._owner_of(type_name, key) != self.silo_id:
+        Nothing else runs those tells if no new message comes for their actors, so a
+        retryable failure (storage away, the lease unconfirmed) is tried again, backing
+        off, for as long as this silo owns the partitions and is not stopping."""
+        pause = WAKE_RETRY_FIRST
+        while True:
+            partitions = [p for p in partitions if self.owns_partition(p)]
+            if self.stopping or not partitions:
                 return
             try:
-                await self._activation(spec, key, deadline)
+                partitions = await self._wake_once(partitions)
+            except RETRYABLE as exc:
+                log.warning("cannot list inboxes of %d partitions yet: %s", len(partitions), exc)
+            if not partitions:
+                return
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, WAKE_RETRY_MAX)
+
+    async def _wake_once(self, partitions: list[int]) -> list[int]:
+        """One pass of ``wake_inboxes``; the partitions to try again."""
+        waiting = await self.storage.inbox_actors(partitions)
+        deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
+        again: set[int] = set()
+
+        async def wake(actor: ActorKey) -> None:
+            spec = self.app.spec(actor.type)
+            if spec is None:
+                log.warning("inbox of %s waits, but this app has no such type", actor)
+                return
+            try:
+                if self._owner_of(actor.type, actor.key) != self.silo_id:
+                    return
+                await self._activation(spec, actor.key, deadline)
+            except RETRYABLE as exc:
+                log.warning("cannot activate %s to drain its inbox yet: %s", actor, exc)
+                again.add(actor.partition)
             except Exception:
-                log.exception("could not activate %s/%s to drain its inbox", type_name, key)
+                log.exception("could not activate %s to drain its inbox", actor)
 
         for start in range(0, len(waiting), 64):
             batch = waiting[start : start + 64]
-            await asyncio.gather(*(wake(actor.type, actor.key) for actor in batch))
+            await asyncio.gather(*(wake(actor) for actor in batch))
+        return sorted(again)
 
 
 def _request(op: str, type_name: str, key: str, **fields: Any) -> dict[str, Any]:
