@@ -92,7 +92,10 @@ log = logging.getLogger("bayou.activation")
 Status = Literal["loading", "active", "deactivating", "closed"]
 
 # How long deactivation waits for outgoing tells before giving up on the final snapshot.
-OUTBOX_DRAIN_WAIT = 10.0
+# Short: a tell not out by then is sent again by the next activation (its record stays in
+# the journal), while a long wait holds a whole hand-off up, and can wait on itself when
+# the tell's receiver is in a partition this silo is still to hand off.
+OUTBOX_DRAIN_WAIT = 1.0
 
 
 @dataclass(slots=True)
