@@ -46,6 +46,7 @@ from bayou.runtime.catalog import Catalog
 from bayou.runtime.dispatch import resolve, until, validate
 from bayou.runtime.effects import check_channel_name
 from bayou.runtime.invocation import SEND_METHOD
+from bayou.runtime.logs import awaiting
 from bayou.runtime.rebalance import Rebalancer
 from bayou.runtime.reminders import ReminderService, describe, reminder_from_request
 from bayou.runtime.routing import Router
@@ -57,6 +58,9 @@ from bayou.wire import partition_of
 log = logging.getLogger("bayou.silo")
 
 CLOSE_BUDGET = 10.0  # seconds to close HTTP, links, commits and stores after the drain
+# Seconds a silo declared dead takes to drop its activations and writes in flight before
+# it exits anyway (well within the time a liveness probe would allow).
+ABANDON_BUDGET = 10.0
 # Waking inboxes that storage could not list (or whose actors could not be activated) is
 # retried after this long, doubling up to the maximum: a Redis restart takes seconds.
 WAKE_RETRY_FIRST = 0.5
@@ -124,6 +128,7 @@ class Silo:
         self.ready = False
         self.stopping = False
         self.failed = asyncio.Event()
+        self._abandoning: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -240,14 +245,25 @@ class Silo:
         """Lease lost or declared dead: stop serving at once, write nothing more."""
         self.ready = False
         self.stopping = True
-        asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
+        # Kept here: the event loop holds tasks only weakly.
+        self._abandoning = asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
 
     async def _abandon_after_loss(self, reason: str) -> None:
-        await self.reminders.stop()
-        await self.catalog.abandon()
-        await self.agent.stop()
-        # Writes already on their way get their verdict (fenced, if a new owner took over).
-        await self.committer.close()
+        """Drop everything, then let the process exit (``failed``), within ABANDON_BUDGET
+        whatever hangs or fails: nothing a silo declared dead does matters any more (its
+        writes are fenced), but a process that stays up after it is dead is a hang."""
+        abandoning = asyncio.ensure_future(self._abandon())
+        done, _ = await asyncio.wait({abandoning}, timeout=ABANDON_BUDGET)
+        if not done:
+            log.error(
+                "silo %s: abandoning did not finish in %.0fs; exiting anyway. It waits in:\n%s",
+                self.silo_id,
+                ABANDON_BUDGET,
+                awaiting(abandoning),
+            )
+            abandoning.cancel()
+        elif abandoning.exception() is not None:
+            log.error("silo %s: abandoning failed", self.silo_id, exc_info=abandoning.exception())
         log.error(
             "silo %s abandoned its activations (%s); fenced writes rejected: %d",
             self.silo_id,
@@ -255,6 +271,13 @@ class Silo:
             self.catalog.fenced_writes,
         )
         self.failed.set()
+
+    async def _abandon(self) -> None:
+        await self.reminders.stop()
+        await self.catalog.abandon()
+        await self.agent.stop()
+        # Writes already on their way get their verdict (fenced, if a new owner took over).
+        await self.committer.close()
 
     async def abandon(self) -> None:
         """Stop the way a killed process does: no snapshots, no release, storage left open.

@@ -36,6 +36,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bayou import Actor, ActorBase, App, SiloSettings, Unavailable, actor, query, workflow
+from bayou.runtime.logs import awaiting
 
 WITNESS_ENV = "CHAOS_WITNESS_REDIS"
 # The harness (tests/cluster/harness.py) pins BAYOU_LOG_LEVEL to WARNING; a chaos silo logs
@@ -58,8 +59,7 @@ def _dump_tasks(signum: int, frame: FrameType | None) -> None:
     tasks = asyncio.all_tasks(loop)
     print(f"--- {len(tasks)} asyncio tasks (signal {signum}) ---", file=sys.stderr)
     for task in tasks:
-        print(repr(task), file=sys.stderr)
-        task.print_stack(limit=40, file=sys.stderr)
+        print(awaiting(task), file=sys.stderr)
     print("--- end of asyncio tasks ---", file=sys.stderr, flush=True)
 
 
