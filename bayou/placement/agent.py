@@ -28,6 +28,7 @@ from bayou.placement.membership import (
     SiloStatus,
 )
 from bayou.placement.ring import PartitionRing
+from bayou.tasks import cancel_and_wait
 
 log = logging.getLogger("bayou.membership")
 
@@ -143,10 +144,8 @@ class MembershipAgent:
 
     async def _stop_beating(self) -> None:
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            await cancel_and_wait(task)
 
     # -- the loop ------------------------------------------------------------------------
 

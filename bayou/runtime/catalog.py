@@ -8,7 +8,6 @@ activates it afresh from storage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from bayou.runtime.channels import Channels
 from bayou.runtime.workers import WorkerPool
 from bayou.storage.contract import ActorKey, Storage
 from bayou.storage.group_commit import GroupCommitter
+from bayou.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bayou.runtime.invocation import InvocationContext
@@ -178,9 +178,7 @@ class Catalog:
 
     async def _stop_collector(self) -> None:
         if self._collector is not None:
-            self._collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._collector
+            await cancel_and_wait(self._collector)
             self._collector = None
 
     async def abandon(self) -> None:

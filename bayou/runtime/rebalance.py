@@ -10,12 +10,12 @@ accepted but not yet applied.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from bayou.placement.membership import MembershipView
 from bayou.placement.ring import PartitionRing
+from bayou.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
@@ -105,10 +105,6 @@ class Rebalancer:
 
     async def stop(self) -> None:
         for task in list(self._waking):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
