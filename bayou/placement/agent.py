@@ -28,6 +28,7 @@ from bayou.placement.membership import (
     SiloStatus,
 )
 from bayou.placement.ring import PartitionRing
+from bayou.tasks import cancel_and_wait
 
 log = logging.getLogger("bayou.membership")
 
@@ -103,9 +104,14 @@ class MembershipAgent:
         except StorageError:
             self._unreachable = True
             raise
-        if self._unreachable:
+        answered = self.clock.monotonic()
+        if self._unreachable or answered >= self._lease_deadline:
+            # Membership was out of reach, or answered only after our own lease had lapsed
+            # (Redis stalled, this process frozen or starved of CPU): whatever kept us from
+            # renewing may have kept the others from renewing too. ``refresh`` judges them
+            # only once they have had a lease to catch up.
             self._unreachable = False
-            self._reachable_since = sent
+            self._reachable_since = answered
         self._lease_deadline = sent + self.lease * LEASE_SAFETY
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -141,10 +147,8 @@ class MembershipAgent:
 
     async def _stop_beating(self) -> None:
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            await cancel_and_wait(task)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -203,9 +207,10 @@ class MembershipAgent:
         """Read membership, declare expired members dead, and publish a changed ring."""
         view = await self.membership.read()
         declared = False
-        # Right after membership became reachable again (or after joining), every lease may
-        # have run out only because nobody could renew it: give the others one lease to
-        # renew before judging them, or a Redis outage would take the whole cluster down.
+        # Right after membership became reachable again, or answered us late (or after
+        # joining), every lease may have run out only because nobody could renew it: give
+        # the others one lease to renew before judging them, or a Redis outage or stall
+        # would take the whole cluster down.
         judging = self.clock.monotonic() - self._reachable_since >= self.lease
         for member in view.expired() if judging else ():
             if member.silo != self.silo and await self.membership.declare_dead(member.silo):

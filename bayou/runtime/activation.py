@@ -78,7 +78,10 @@ log = logging.getLogger("bayou.activation")
 Status = Literal["loading", "active", "deactivating", "closed"]
 
 # How long deactivation waits for outgoing tells before giving up on the final snapshot.
-OUTBOX_DRAIN_WAIT = 10.0
+# Short: a tell not out by then is sent again by the next activation (its record stays in
+# the journal), while a long wait holds a whole hand-off up, and can wait on itself when
+# the tell's receiver is in a partition this silo is still to hand off.
+OUTBOX_DRAIN_WAIT = 1.0
 
 
 @dataclass(slots=True)
@@ -478,6 +481,9 @@ class Activation:
     def close_after_storage_error(self, exc: BaseException) -> None:
         log.warning("%s: storage failed (%s); reloading on next use", self, exc)
         self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+        # The tells its mailbox held are still in the inbox: run them without waiting for
+        # the actor's next message.
+        self.catalog.wake_later(self.actor_key.partition)
 
     async def _stop_runs(self) -> None:
         if not self._runs:
@@ -624,8 +630,7 @@ class Activation:
             # memory can no longer be trusted to match storage: reload on next use.
             if not fut.done():
                 fut.set_exception(exc)
-            log.warning("%s: storage failed (%s); reloading on next use", self, exc)
-            self._close(Unavailable(f"{self.actor_key} is reloading; retry"))
+            self.close_after_storage_error(exc)
             return False
         except BaseException as exc:
             if not fut.done():

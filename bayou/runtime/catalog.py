@@ -8,7 +8,6 @@ activates it afresh from storage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from bayou.runtime.channels import Channels
 from bayou.runtime.workers import WorkerPool
 from bayou.storage.contract import ActorKey, Storage
 from bayou.storage.group_commit import GroupCommitter
+from bayou.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bayou.runtime.invocation import InvocationContext
@@ -117,6 +117,13 @@ class Catalog:
         """Whether this silo may start turns: its membership lease is confirmed."""
         return self.silo is None or bool(self.silo.agent.lease_valid())
 
+    def wake_later(self, partition: int, delay: float = 1.0) -> None:
+        """Activate the partition's actors with tells waiting again in ``delay`` seconds:
+        an activation closed on a storage failure leaves its mailbox's tells in the inbox,
+        and nothing else would run them if no new message came for the actor."""
+        if self.silo is not None:
+            self.silo.rebalancer.wake([partition], delay)
+
     def peek(self, type_name: str, key: str) -> Activation | None:
         """The activation of ``(type_name, key)`` if it is active right now."""
         of_type = self._activations.get(type_name)
@@ -176,9 +183,7 @@ class Catalog:
 
     async def _stop_collector(self) -> None:
         if self._collector is not None:
-            self._collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._collector
+            await cancel_and_wait(self._collector)
             self._collector = None
 
     async def abandon(self) -> None:

@@ -106,9 +106,12 @@ async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
     finally:
         timer.cancel()
         fut.remove_done_callback(wake)
+        if not fut.done():
+            # Nobody waits for it any more (the deadline passed, or the caller was
+            # cancelled): its outcome is consumed here, not logged as never retrieved.
+            fut.add_done_callback(_consume)
     if fut.done():
         return fut.result()
-    fut.add_done_callback(_consume)
     raise CallTimeout("no reply before the deadline; the call may still complete")
 
 

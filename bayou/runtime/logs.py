@@ -9,6 +9,7 @@ anything along.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -148,3 +149,24 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # closed, or not a real file
         return False
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` is suspended, outermost first, following what each coroutine awaits
+    down through the tasks it waits for: the line a hang report needs. (``Task.get_stack``
+    shows only the outermost frame of a suspended coroutine.)"""
+    lines: list[str] = []
+    current: asyncio.Task[Any] | None = task
+    while current is not None and len(lines) < 200:  # a cycle must not loop for ever
+        lines.append(f"task {current.get_name()}")
+        waited: Any = current.get_coro()
+        while frame := getattr(waited, "cr_frame", None) or getattr(waited, "gi_frame", None):
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            waited = getattr(waited, "cr_await", None) or getattr(waited, "gi_yieldfrom", None)
+        # The future the innermost coroutine waits for (asyncio's own record of it).
+        future = getattr(current, "_fut_waiter", None)
+        current = future if isinstance(future, asyncio.Task) else None
+        if current is None and future is not None:
+            lines.append(f"  waiting for {future!r}")
+    return "\n".join(lines)

@@ -10,12 +10,12 @@ accepted but not yet applied.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from bayou.placement.membership import MembershipView
 from bayou.placement.ring import PartitionRing
+from bayou.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
@@ -72,10 +72,27 @@ class Rebalancer:
             await asyncio.gather(*(self._hand_off(p) for p in batch))
         gained = mine - self._mine
         self._mine = mine
-        if gained and not silo.stopping:
-            task = asyncio.get_running_loop().create_task(silo.wake_inboxes(sorted(gained)))
-            self._waking.add(task)
-            task.add_done_callback(self._waking.discard)
+        if gained:
+            self.wake(sorted(gained))
+
+    def wake(self, partitions: list[int], delay: float = 0.0) -> None:
+        """In the background, after ``delay`` seconds, activate the actors of
+        ``partitions`` whose inboxes hold tells (``Silo.wake_inboxes``); ended by ``stop``."""
+        silo = self._silo
+        if silo.stopping:
+            return
+
+        async def wake() -> None:
+            if delay > 0:
+                await silo.clock.sleep(delay)
+            try:
+                await silo.wake_inboxes(partitions)
+            except Exception:
+                log.exception("waking the inboxes of %d partitions failed", len(partitions))
+
+        task = asyncio.get_running_loop().create_task(wake())
+        self._waking.add(task)
+        task.add_done_callback(self._waking.discard)
 
     async def _hand_off(self, partition: int) -> None:
         silo = self._silo
@@ -88,10 +105,6 @@ class Rebalancer:
 
     async def stop(self) -> None:
         for task in list(self._waking):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

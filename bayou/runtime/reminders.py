@@ -15,7 +15,6 @@ reminder that was due several times during an outage fires once, then resumes it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -28,6 +27,7 @@ from bayou import codec
 from bayou.errors import BadRequest, InvalidArguments
 from bayou.runtime.dispatch import resolve, validate
 from bayou.storage.contract import ActorKey, Reminder
+from bayou.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bayou.runtime.app import App
@@ -162,9 +162,7 @@ class ReminderService:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _poll_forever(self) -> None:

@@ -26,7 +26,13 @@ from aiohttp import web
 
 from bayou import codec
 from bayou.clock import Clock
-from bayou.errors import BadRequest, ConfigurationError, Unavailable, UnknownActorType
+from bayou.errors import (
+    RETRYABLE,
+    BadRequest,
+    ConfigurationError,
+    Unavailable,
+    UnknownActorType,
+)
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.placement.agent import MembershipAgent
 from bayou.placement.membership import Membership, SiloDeclaredDead
@@ -40,17 +46,25 @@ from bayou.runtime.catalog import Catalog
 from bayou.runtime.dispatch import check_recordable, resolve, until, validate
 from bayou.runtime.effects import check_channel_name
 from bayou.runtime.invocation import SEND_METHOD
+from bayou.runtime.logs import awaiting
 from bayou.runtime.rebalance import Rebalancer
 from bayou.runtime.reminders import ReminderService, describe, reminder_from_request, visible
 from bayou.runtime.routing import Router
 from bayou.runtime.workflow_commits import HISTORY_INDEX, history_key
-from bayou.storage.contract import Reminder, Storage
+from bayou.storage.contract import ActorKey, Reminder, Storage
 from bayou.storage.group_commit import GroupCommitter
 from bayou.wire import partition_of
 
 log = logging.getLogger("bayou.silo")
 
 CLOSE_BUDGET = 10.0  # seconds to close HTTP, links, commits and stores after the drain
+# Seconds a silo declared dead takes to drop its activations and writes in flight before
+# it exits anyway (well within the time a liveness probe would allow).
+ABANDON_BUDGET = 10.0
+# Waking inboxes that storage could not list (or whose actors could not be activated) is
+# retried after this long, doubling up to the maximum: a Redis restart takes seconds.
+WAKE_RETRY_FIRST = 0.5
+WAKE_RETRY_MAX = 5.0
 
 
 class Silo:
@@ -114,6 +128,7 @@ class Silo:
         self.ready = False
         self.stopping = False
         self.failed = asyncio.Event()
+        self._abandoning: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -231,14 +246,25 @@ class Silo:
         """Lease lost or declared dead: stop serving at once, write nothing more."""
         self.ready = False
         self.stopping = True
-        asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
+        # Kept here: the event loop holds tasks only weakly.
+        self._abandoning = asyncio.get_running_loop().create_task(self._abandon_after_loss(reason))
 
     async def _abandon_after_loss(self, reason: str) -> None:
-        await self.reminders.stop()
-        await self.catalog.abandon()
-        await self.agent.stop()
-        # Writes already on their way get their verdict (fenced, if a new owner took over).
-        await self.committer.close()
+        """Drop everything, then let the process exit (``failed``), within ABANDON_BUDGET
+        whatever hangs or fails: nothing a silo declared dead does matters any more (its
+        writes are fenced), but a process that stays up after it is dead is a hang."""
+        abandoning = asyncio.ensure_future(self._abandon())
+        done, _ = await asyncio.wait({abandoning}, timeout=ABANDON_BUDGET)
+        if not done:
+            log.error(
+                "silo %s: abandoning did not finish in %.0fs; exiting anyway. It waits in:\n%s",
+                self.silo_id,
+                ABANDON_BUDGET,
+                awaiting(abandoning),
+            )
+            abandoning.cancel()
+        elif abandoning.exception() is not None:
+            log.error("silo %s: abandoning failed", self.silo_id, exc_info=abandoning.exception())
         log.error(
             "silo %s abandoned its activations (%s); fenced writes rejected: %d",
             self.silo_id,
@@ -246,6 +272,13 @@ class Silo:
             self.catalog.fenced_writes,
         )
         self.failed.set()
+
+    async def _abandon(self) -> None:
+        await self.reminders.stop()
+        await self.catalog.abandon()
+        await self.agent.stop()
+        # Writes already on their way get their verdict (fenced, if a new owner took over).
+        await self.committer.close()
 
     async def abandon(self) -> None:
         """Stop the way a killed process does: no snapshots, no release, storage left open.
@@ -564,25 +597,51 @@ class Silo:
         await self.storage.reminder_cancel(fence, actor, reminder.name)
 
     async def wake_inboxes(self, partitions: list[int]) -> None:
-        """Activate actors of these partitions that have tells waiting (e.g. after a crash)."""
-        waiting = await self.storage.inbox_actors(partitions)
-        deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
+        """Activate actors of these partitions that have tells waiting (after a crash, a
+        hand-off, or a storage failure that closed an activation).
 
-        async def wake(type_name: str, key: str) -> None:
-            spec = self.app.spec(type_name)
-            if spec is None:
-                log.warning("inbox of %s/%s waits, but this app has no such type", type_name, key)
-                return
-            if self._owner_of(type_name, key) != self.silo_id:
+        Nothing else runs those tells if no new message comes for their actors, so a
+        retryable failure (storage away, the lease unconfirmed) is tried again, backing
+        off, for as long as this silo owns the partitions and is not stopping."""
+        pause = WAKE_RETRY_FIRST
+        while True:
+            partitions = [p for p in partitions if self.owns_partition(p)]
+            if self.stopping or not partitions:
                 return
             try:
-                await self._activation(spec, key, deadline)
+                partitions = await self._wake_once(partitions)
+            except RETRYABLE as exc:
+                log.warning("cannot list inboxes of %d partitions yet: %s", len(partitions), exc)
+            if not partitions:
+                return
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, WAKE_RETRY_MAX)
+
+    async def _wake_once(self, partitions: list[int]) -> list[int]:
+        """One pass of ``wake_inboxes``; the partitions to try again."""
+        waiting = await self.storage.inbox_actors(partitions)
+        deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
+        again: set[int] = set()
+
+        async def wake(actor: ActorKey) -> None:
+            spec = self.app.spec(actor.type)
+            if spec is None:
+                log.warning("inbox of %s waits, but this app has no such type", actor)
+                return
+            try:
+                if self._owner_of(actor.type, actor.key) != self.silo_id:
+                    return
+                await self._activation(spec, actor.key, deadline)
+            except RETRYABLE as exc:
+                log.warning("cannot activate %s to drain its inbox yet: %s", actor, exc)
+                again.add(actor.partition)
             except Exception:
-                log.exception("could not activate %s/%s to drain its inbox", type_name, key)
+                log.exception("could not activate %s to drain its inbox", actor)
 
         for start in range(0, len(waiting), 64):
             batch = waiting[start : start + 64]
-            await asyncio.gather(*(wake(actor.type, actor.key) for actor in batch))
+            await asyncio.gather(*(wake(actor) for actor in batch))
+        return sorted(again)
 
 
 def _request(op: str, type_name: str, key: str, **fields: Any) -> dict[str, Any]:

@@ -256,8 +256,9 @@ class WorkflowRun:
                     "workflow %s paused by %s; it resumes on reactivation", self.run_id, exc
                 )
                 self._fail_waiters(exc)
+                # Closing also wakes the actor soon: its start message, still in the inbox,
+                # resumes the run (nothing else would, if no other message came for it).
                 activation.close_after_storage_error(exc)
-                self._wake_later()
                 return
             except BayouError as exc:
                 outcome = Outcome.failed(exc)
@@ -279,19 +280,6 @@ class WorkflowRun:
                 lock.release()
             activation.runs.pop(self.run_id, None)
             activation.update_quiet()
-
-    def _wake_later(self, delay: float = 1.0) -> None:
-        """Reactivate the actor soon: its start message, still in the inbox, resumes the
-        run (nothing else would, if no other message comes for the actor)."""
-        silo = self.activation.catalog.silo
-        partition = self.activation.actor_key.partition
-
-        def wake() -> None:
-            if not silo.stopping:
-                task = asyncio.ensure_future(silo.wake_inboxes([partition]))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-        asyncio.get_running_loop().call_later(delay, wake)
 
     def _fail_waiters(self, exc: BaseException) -> None:
         for fut in self.waiters:

@@ -21,9 +21,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from types import FrameType
 from typing import TypeVar
 
 import redis.asyncio as redis
@@ -33,6 +36,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bayou import Actor, ActorBase, App, SiloSettings, Unavailable, actor, query, workflow
+from bayou.runtime.logs import awaiting
 
 WITNESS_ENV = "CHAOS_WITNESS_REDIS"
 # The harness (tests/cluster/harness.py) pins BAYOU_LOG_LEVEL to WARNING; a chaos silo logs
@@ -40,6 +44,28 @@ WITNESS_ENV = "CHAOS_WITNESS_REDIS"
 LOG_LEVEL_ENV = "CHAOS_LOG_LEVEL"
 if LOG_LEVEL_ENV in os.environ:
     logging.getLogger().setLevel(os.environ[LOG_LEVEL_ENV])
+# A silo the harness finds hung gets this signal, then SIGABRT a second later: a stuck
+# event loop idles in C, so the threads' stacks (faulthandler's, on SIGABRT) show nothing
+# of what it waits for, and its asyncio tasks' stacks do.
+TASKS_SIGNAL = signal.SIGUSR1
+
+
+def _dump_tasks(signum: int, frame: FrameType | None) -> None:
+    """Every asyncio task of the running loop, with its stack, to stderr (the silo's log)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    tasks = asyncio.all_tasks(loop)
+    print(f"--- {len(tasks)} asyncio tasks (signal {signum}) ---", file=sys.stderr)
+    for task in tasks:
+        print(awaiting(task), file=sys.stderr)
+    print("--- end of asyncio tasks ---", file=sys.stderr, flush=True)
+
+
+if WITNESS_ENV in os.environ:  # in a chaos silo only, not in the harness importing this
+    signal.signal(TASKS_SIGNAL, _dump_tasks)
+
 LOCK_TTL_MS = 1500
 CONFLICTS = "chaos:witness:conflicts"  # list of JSON objects, one per conflict seen
 TURNS = "chaos:witness:turns"  # how many turns the witness watched (proof it ran)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bayou import SiloSettings
+from tests.chaos.actors import TASKS_SIGNAL
 from tests.chaos.cluster import ChaosCluster, ChaosSilo
 
 KINDS = ("kill", "term", "freeze", "redis", "isolate", "scale")
@@ -45,6 +46,15 @@ class Fault:
     detected: float | None = None  # seconds from start until the cluster declared it dead
     recovered: float | None = None  # seconds from start until every canary answered again
     note: str = ""
+
+
+async def abort(silo: ChaosSilo, why: str) -> None:
+    """Abort a hung silo, its log ending with its asyncio tasks' stacks (``TASKS_SIGNAL``)
+    and then every thread's (SIGABRT, faulthandler)."""
+    silo.hung = why
+    silo.process.signal(TASKS_SIGNAL)
+    await asyncio.sleep(1.0)
+    silo.process.signal(signal.SIGABRT)
 
 
 class Nemesis:
@@ -105,9 +115,8 @@ class Nemesis:
         for silo in healthy:
             if silo.silo_id not in dead:
                 dead_since.pop(silo.silo_id, None)
-            elif now - dead_since.setdefault(silo.silo_id, now) > grace:
-                silo.hung = f"still running {grace:.0f} s after it was declared dead"
-                silo.process.signal(signal.SIGABRT)
+            elif now - dead_since.setdefault(silo.silo_id, now) > grace and not silo.hung:
+                await abort(silo, f"still running {grace:.0f} s after it was declared dead")
 
     async def finish(self) -> None:
         for task in list(self._watchers):
@@ -183,8 +192,7 @@ class Nemesis:
             await drained
         except TimeoutError:
             fault.note = "drain did not finish in 40 s; aborted (stacks in its log)"
-            silo.hung = "SIGTERM drain did not finish in 40 s"
-            silo.process.signal(signal.SIGABRT)
+            await abort(silo, "SIGTERM drain did not finish in 40 s")
             await silo.process.wait_exit()
         await self.cluster.reap()
 
@@ -267,7 +275,6 @@ class Nemesis:
         for silo, result in zip(leaving, results, strict=True):
             if isinstance(result, BaseException):
                 fault.note += f"{silo.name} did not drain in 40 s; aborted (stacks in its log). "
-                silo.hung = "SIGTERM drain did not finish in 40 s"
-                silo.process.signal(signal.SIGABRT)
+                await abort(silo, "SIGTERM drain did not finish in 40 s")
                 await silo.process.wait_exit()
         await self.cluster.reap()

@@ -47,18 +47,29 @@ def _hex_address(host: str, port: int) -> str:
     return f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
 
 
-def socket_inode(local: Address, remote: Address) -> int | None:
-    """The inode of the IPv4 TCP socket bound to ``local`` and connected to ``remote``."""
-    want_local, want_remote = _hex_address(*local), _hex_address(*remote)
+def tcp_inodes() -> dict[tuple[str, str], int]:
+    """The inode of every IPv4 TCP socket, by its (local, remote) address as
+    ``/proc/net/tcp`` prints them: one read of the table (milliseconds, kernel side)."""
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
-        return None
+        return {}
+    table = {}
     for line in lines:
         cols = line.split()
-        if len(cols) > 9 and cols[1] == want_local and cols[2] == want_remote:
-            return int(cols[9])
-    return None
+        if len(cols) > 9:
+            table[(cols[1], cols[2])] = int(cols[9])
+    return table
+
+
+def socket_inode(
+    local: Address, remote: Address, table: dict[tuple[str, str], int] | None = None
+) -> int | None:
+    """The inode of the IPv4 TCP socket bound to ``local`` and connected to ``remote``
+    (looked up in ``table``, from ``tcp_inodes()``, if given; else the table is read)."""
+    if table is None:
+        table = tcp_inodes()
+    return table.get((_hex_address(*local), _hex_address(*remote)))
 
 
 def socket_inodes_of(pid: int) -> set[int]:
@@ -254,11 +265,15 @@ class Hub:
                 raise ValueError(f"mode must be one of {MODES}")
             self.isolated[pid] = mode
             inodes = socket_inodes_of(pid)
+            # One read of the socket table for every link: this process forwards every
+            # connection of the cluster, and reading the table once per link (hundreds of
+            # them) stalled it for seconds, cutting *every* silo off from Redis.
+            table = tcp_inodes()
             cut = 0
             for proxy in self.proxies.values():
                 for link in list(proxy.links):
                     if link.source_pid is None:
-                        inode = socket_inode(link.peer, link.local)
+                        inode = socket_inode(link.peer, link.local, table)
                         if inode is not None and inode in inodes:
                             link.source_pid = pid
                     if link.source_pid == pid:

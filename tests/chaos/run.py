@@ -2,7 +2,8 @@
 
 Phases: *before* (load, no faults), *during* (load and a fault every few seconds), *after*
 (everything healed, load goes on), then the clients stop and resolve what they left
-unknown, the harness waits for the tells, reminders and workflows still in flight, reads
+unknown, the harness looks (without activating anything) for tells stuck in the inbox of
+an inactive actor, waits for the tells, reminders and workflows still in flight, reads
 every actor's final state and checks the histories against it.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -251,6 +253,37 @@ async def runs_failed_by_handoff(url: str, pending: list[Op]) -> set[str]:
     return failed & {op.id for op in pending if op.kind == "flow"}
 
 
+async def stuck_inboxes(url: str, timeout: float) -> dict[str, int]:
+    """Workload actors whose inbox holds tells while no activation runs them, still so
+    after ``timeout`` seconds without load: tells nothing would run unless a new message
+    came for the actor (a liveness bug; every read of the final state activates the
+    actors, which would hide it). Looked at by inspection, which never activates."""
+    deadline = time.monotonic() + timeout
+    quote = urllib.parse.quote
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def inbox_of(type_name: str, key: str) -> tuple[str, int]:
+            path = f"/v1/actors/{quote(type_name, safe='')}/{quote(key, safe='')}"
+            name = f"{type_name}/{key}"
+            try:
+                async with session.get(url + path) as resp:
+                    body = await resp.json() if resp.status == 200 else {}
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                body = {}  # cannot tell now: looked at again next round
+            if body.get("status") == "inactive" and int(body.get("inbox") or 0) > 0:
+                return name, int(body["inbox"])
+            return name, 0
+
+        while True:
+            found = await asyncio.gather(
+                *(inbox_of(t, k) for t, keys in KEYS.items() for k in keys)
+            )
+            stuck = {name: waiting for name, waiting in found if waiting}
+            if not stuck or time.monotonic() > deadline:
+                return stuck
+            await asyncio.sleep(1.0)
+
+
 async def witness_figures(cluster: ChaosCluster) -> dict[str, Any]:
     client: aioredis.Redis = await cluster.redis_client()
     try:
@@ -304,6 +337,7 @@ async def run(config: Config, directory: Path, log: Any = print) -> Report:
         history = read_histories(clients.paths)
         state: dict[str, dict[str, Any]] = EMPTY_STATE
         violations: list[Violation] = []
+        stuck = await stuck_inboxes(cluster.front_url, config.settle_effects / 2)
         try:
             state = await read_state(cluster.front_url)
             deadline = time.monotonic() + config.settle_effects
@@ -323,6 +357,15 @@ async def run(config: Config, directory: Path, log: Any = print) -> Report:
                 report.anomalies.append(f"{len(pending)} tells/reminders/runs still pending")
                 report.pending = await describe_pending(cluster.front_url, pending)
             violations = check_all(history, state)
+            violations += [
+                Violation(
+                    "inbox",
+                    name,
+                    f"{waiting} tells waited in the inbox of the inactive actor "
+                    f"{config.settle_effects / 2:.0f}s after the load stopped",
+                )
+                for name, waiting in sorted(stuck.items())
+            ]
             # The final state beside the histories: the checks can be rerun offline.
             await asyncio.to_thread((directory / "state.json").write_text, json.dumps(state))
             lost_runs = await runs_failed_by_handoff(cluster.front_url, pending)

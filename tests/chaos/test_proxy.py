@@ -163,3 +163,24 @@ async def test_a_front_door_spreads_over_its_targets_and_skips_dead_ones(
         writer.close()
     a.close()
     b.close()
+
+
+async def test_isolating_one_process_does_not_stall_the_others(
+    proxies: ProxyControl, echo_port: int
+) -> None:
+    """The helper forwards every connection of a chaos cluster: isolating one silo must not
+    stop it forwarding the others' bytes while it sorts hundreds of links out. It read the
+    whole socket table once per link, which took seconds under a chaos run's load: every
+    silo lost Redis, not just the one cut off."""
+    port = await proxies.add("p", [("127.0.0.1", echo_port)])
+    conns = [await connect(port) for _ in range(300)]
+    for conn in conns[:5]:
+        assert await roundtrip(conn, b"warm") == b"warm"
+    assert proxies.proc is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await proxies.isolate(proxies.proc.pid, "pause") == 0  # none of them its own
+    assert loop.time() - started < 0.5
+    await proxies.unisolate(proxies.proc.pid)
+    for _, writer in conns:
+        writer.close()
