@@ -14,7 +14,7 @@ async def test_workflows_resume_after_sigkill_and_finish_once(tmp_path: Path) ->
     silo = SiloProcess(tmp_path / "silo.db", app="tests.cluster.workflow_app:app")
     await silo.start()
     try:
-        async with Client(silo.url, timeout=20) as client:
+        async with Client(silo.url, timeout=60) as client:  # generous: CI boxes are busy
             approval = client.ref("approval", "doc")
             await approval.options(idempotency_key="run-a").tell.submit(document="plan")
             waiting = await approval.get_event("status", wait=5)
@@ -32,7 +32,7 @@ async def test_workflows_resume_after_sigkill_and_finish_once(tmp_path: Path) ->
             assert ledger == {"approved": ["plan"], "rejected": []}
             lines = [line async for _, line in approval.read_stream("log")]
             assert lines == ["plan: submitted for approval", "plan: approved by kim"]
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while (runs := await batch.workflow_runs()) and runs[-1]["status"] != "completed":
                 assert time.monotonic() < deadline, runs
                 await asyncio.sleep(0.05)
