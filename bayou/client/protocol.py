@@ -7,18 +7,18 @@ the silo would have answered with.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from urllib.parse import quote
 
 from bayou import wire
 from bayou.errors import BadRequest, BayouError, from_wire
+from bayou.ids import unique_id
 from bayou.model import TYPE_NAME
 
 
 def new_idempotency_key() -> str:
-    """A fresh idempotency key (uuid4 hex): one per logical call, reused by its retries."""
-    return uuid.uuid4().hex
+    """A fresh idempotency key, 32 hex digits: one per logical call, reused by its retries."""
+    return unique_id()
 
 
 def validate_type_name(type_name: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from bayou.errors import (
     StorageError,
     Unavailable,
 )
+from bayou.ids import unique_id
 from bayou.model import Actor, ActorBase, ActorSpec, HandlerSpec, current_invocation
 from bayou.runtime.effects import (
     Effects,
@@ -716,7 +716,7 @@ class Activation:
                 await append_to_topic(self, message)
             return None
         handler = self.spec.handlers[message.method]
-        invocation = key or uuid.uuid4().hex
+        invocation = key or unique_id()
         resumed = self._pending_steps.pop(invocation, None) if self._pending_steps else None
         ctx = self._context(invocation, resumed, message)
         try:
@@ -972,7 +972,7 @@ class Activation:
             raise Unavailable(f"{self.actor_key} is {self.status}")
         self._busy += 1
         self._set_quiet(False)
-        ctx = InvocationContext(self, uuid.uuid4().hex, mode="query")
+        ctx = InvocationContext(self, unique_id(), mode="query")
         token = current_invocation.set(ctx)
         try:
             result = await getattr(self.instance, handler.name)(**kwargs)

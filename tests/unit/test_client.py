@@ -240,7 +240,7 @@ def all_error_classes() -> list[type[errors.BayouError]]:
     return sorted(found, key=lambda c: c.__name__)
 
 
-def is_uuid_hex(value: str | None) -> bool:
+def is_generated_key(value: str | None) -> bool:
     return value is not None and len(value) == 32 and int(value, 16) >= 0
 
 
@@ -332,9 +332,9 @@ async def test_idempotency_keys_are_fresh_per_call_and_skipped_for_known_queries
     await alice.get()
     await client.ref("counter", "alice").get()  # by name: may be exclusive, so keyed
     first, second, query_key, by_name = silo.keys_seen
-    assert is_uuid_hex(first) and is_uuid_hex(second) and first != second
+    assert is_generated_key(first) and is_generated_key(second) and first != second
     assert query_key is None
-    assert is_uuid_hex(by_name)
+    assert is_generated_key(by_name)
 
 
 async def test_keys_are_percent_encoded_and_round_trip(client: Client, silo: ToySilo) -> None:
@@ -475,7 +475,7 @@ async def test_retries_reuse_one_idempotency_key_and_apply_once(
     assert silo.counters == {"alice": 5}
     assert len(silo.seen) == 4
     (key,) = set(silo.keys_seen)
-    assert is_uuid_hex(key)
+    assert is_generated_key(key)
 
 
 async def test_lost_replies_are_answered_from_the_record(client: Client, silo: ToySilo) -> None:
@@ -508,7 +508,7 @@ async def test_dead_port_raises_silo_unreachable(silo: ToySilo) -> None:
             await c.ref(Counter, "alice").add(1)
     assert isinstance(caught.value, ConnectionError)
     assert caught.value.detail["attempts"] == 3
-    assert is_uuid_hex(caught.value.detail["idempotency_key"])
+    assert is_generated_key(caught.value.detail["idempotency_key"])
 
 
 async def test_dropped_connections_until_attempts_run_out(silo: ToySilo) -> None:
@@ -571,7 +571,7 @@ async def test_tell_returns_the_stored_message_id(client: Client, silo: ToySilo)
     message_id = await alice.tell.add(4)
     assert silo.told == {message_id: ("alice", "add", {"n": 4})}
     assert silo.seen[-1].tell
-    assert is_uuid_hex(silo.seen[-1].idempotency_key)
+    assert is_generated_key(silo.seen[-1].idempotency_key)
 
     assert await alice.options(idempotency_key="t-1").tell.add(1) == "t-1"
     assert await alice.options(idempotency_key="t-1").tell.add(1) == "t-1"
