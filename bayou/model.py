@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic.fields import FieldInfo
 
 if TYPE_CHECKING:
     from bayou.context import Context
@@ -47,14 +48,30 @@ class HandlerSpec:
     args_model: type[BaseModel]
     result_adapter: TypeAdapter[Any]
     interleave: bool = False  # @always_interleave: may run while other turns wait
+    # Shortcuts around pydantic for what it would hand back unchanged: every parameter
+    # annotated with a plain scalar type (None if one is not), and the exact result types
+    # that serialize as themselves.
+    plain_args: tuple[tuple[str, type], ...] | None = None
+    plain_results: frozenset[type] = frozenset()
 
     def validate_args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Validated keyword arguments; raises pydantic.ValidationError naming the fields."""
+        plain = self.plain_args
+        if plain is not None and len(raw) == len(plain):
+            # Each value already of its parameter's exact type: pydantic would return it
+            # as it is. Anything else (a coercion, a default, an error) goes to pydantic.
+            try:
+                if all(type(raw[name]) is tp for name, tp in plain):
+                    return {name: raw[name] for name, _ in plain}
+            except KeyError:
+                pass
         model = self.args_model.model_validate(raw)
         return {name: getattr(model, name) for name in self.params}
 
     def dump_result(self, value: Any) -> Any:
         """The handler's return value as plain JSON-compatible data."""
+        if type(value) in self.plain_results:
+            return value
         return self.result_adapter.dump_python(value, mode="json", warnings="error")
 
 
@@ -347,6 +364,11 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
             f"{cls.__qualname__}.{name}: @always_interleave is for exclusive handlers; "
             f"a {kind} already interleaves"
         )
+    plain_args = tuple((p, fields[p][0]) for p in params)
+    plain = all(
+        tp in _PLAIN_ARGS and not isinstance(fields[p][1], FieldInfo)  # Field(gt=0): checks
+        for p, tp in plain_args
+    )
     return HandlerSpec(
         name=name,
         kind=kind,
@@ -354,4 +376,23 @@ def _handler_spec(cls: type[ActorBase], name: str, fn: Callable[..., Any]) -> Ha
         args_model=args_model,
         result_adapter=result_adapter,
         interleave=interleave,
+        plain_args=plain_args if plain else None,
+        plain_results=_plain_results(hints.get("return", Any)),
     )
+
+
+# Parameter types whose values pydantic (lax mode, no constraints) returns unchanged when
+# they are of exactly that type. float is left out: pydantic may hand back another object.
+_PLAIN_ARGS = frozenset({int, str, bool, bytes})
+
+
+def _plain_results(annotation: Any) -> frozenset[type]:
+    """Result types that ``dump_python(mode="json")`` returns unchanged for ``annotation``
+    (floats are left out: infinities and NaN serialize as None)."""
+    if annotation is Any:
+        return frozenset({int, str, bool, type(None)})
+    if annotation is None or annotation is type(None):
+        return frozenset({type(None)})
+    if annotation in (int, str, bool):
+        return frozenset({annotation})
+    return frozenset()

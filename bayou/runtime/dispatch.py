@@ -37,8 +37,15 @@ def validate(spec: ActorSpec, handler: HandlerSpec, args: dict[str, Any]) -> dic
     bits, a string with a lone surrogate, NaN or infinity is refused here, naming the
     field, rather than failing at commit or in a reply.
     """
-    for name, value in args.items():
-        check_recordable(str(name), value, f"invalid arguments for {spec.type_name}.{handler.name}")
+    try:
+        codec.pack(args)  # one pack for all; only a failure looks at each argument
+        recordable = _non_finite(args) is None
+    except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+        recordable = False
+    if not recordable:
+        what = f"invalid arguments for {spec.type_name}.{handler.name}"
+        for name, value in args.items():
+            check_recordable(str(name), value, what)
     try:
         return handler.validate_args(args)
     except ValidationError as exc:

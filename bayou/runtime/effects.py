@@ -11,7 +11,7 @@ invocation's journal record on every storage backend, with no extra write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bayou import codec
@@ -67,15 +67,23 @@ class StreamMeta:
         return cls(int(next_offset), bool(closed))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Effects:
     """One invocation's buffered effects; nothing leaves before its record commits."""
 
-    events: dict[str, bytes] = field(default_factory=dict)
-    streams: dict[str, list[bytes]] = field(default_factory=dict)
-    closed: set[str] = field(default_factory=set)
-    outbox: list[list[Any]] = field(default_factory=list)  # [type, key, method, args]
-    reminders: dict[str, Reminder | None] = field(default_factory=dict)  # None: cancel
+    events: dict[str, bytes]
+    streams: dict[str, list[bytes]]
+    closed: set[str]
+    outbox: list[list[Any]]  # [type, key, method, args]
+    reminders: dict[str, Reminder | None]  # None: cancel
+
+    def __init__(self) -> None:
+        # By hand: every turn makes one, and dataclass default factories cost twice this.
+        self.events = {}
+        self.streams = {}
+        self.closed = set()
+        self.outbox = []
+        self.reminders = {}
 
     def __bool__(self) -> bool:
         return bool(self.events or self.streams or self.closed or self.outbox or self.reminders)

@@ -57,7 +57,7 @@ class InvocationContext(Context):
         self.working_state = working_state
         self.mode: Mode = mode
         self.replaying = mode == "replay"
-        self.steps: list[Step] = list(recorded or [])
+        self.steps: list[Step] = list(recorded) if recorded else []
         self.persisted = len(self.steps) if mode == "live" else 0
         self.cursor = 0
         self._random: random.Random | None = None
