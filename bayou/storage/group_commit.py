@@ -42,6 +42,9 @@ class GroupCommitter:
         self._flush_scheduled = False
         self._flushing: asyncio.Task[None] | None = None
         self._closed = False
+        # The loop of the first submission (asking asyncio for it costs a getpid system call
+        # on Python 3.11, and this is on every turn's path); a committer serves one loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pending(self) -> int:
@@ -63,9 +66,14 @@ class GroupCommitter:
     async def _submit(self, item: Commit | InboxPut) -> Any:
         if self._closed:
             raise StorageError("group committer is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((item, future))
-        self._schedule()
+        if not self._flush_scheduled and self._flushing is None:
+            self._flush_scheduled = True
+            loop.call_soon(self._start_flush)
         return await future
 
     async def close(self) -> None:
@@ -84,7 +92,7 @@ class GroupCommitter:
         if self._flush_scheduled or self._flushing is not None or not self._pending:
             return
         self._flush_scheduled = True
-        asyncio.get_running_loop().call_soon(self._start_flush)
+        (self._loop or asyncio.get_running_loop()).call_soon(self._start_flush)
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
@@ -92,9 +100,8 @@ class GroupCommitter:
             return
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
-        self._flushing = asyncio.get_running_loop().create_task(
-            self._flush(batch), name="bayou-group-commit"
-        )
+        assert self._loop is not None
+        self._flushing = self._loop.create_task(self._flush(batch), name="bayou-group-commit")
 
     async def _flush(self, batch: Sequence[_Pending]) -> None:
         self.batches_flushed += 1

@@ -280,9 +280,8 @@ class RedisStorage(Storage):
         hash slot only, one ``COMMIT`` run per commit, all in one pipeline."""
         results: list[BaseException | None] = [None] * len(batch)
         sent: list[int] = []
-        calls: list[scripts.Call] = []
         for i, one in enumerate(batch):
-            malformed = commit_reminder_error(one)
+            malformed = commit_reminder_error(one) if one.reminders else None
             if malformed is not None:
                 results[i] = malformed
             elif one.actor.partition != one.fence.partition:
@@ -292,13 +291,14 @@ class RedisStorage(Storage):
                 results[i] = StorageError(f"{one.actor}: journal seq {one.record.seq} < 0")
             else:
                 sent.append(i)
-                calls.append(self._commit_call(one))
         async with self._session("commit") as client:
-            if not calls:
+            if not sent:
                 replies: list[Any] = []
             elif self._single_node(client):
+                calls = [self._batched_call(batch[i]) for i in sent]
                 replies = await scripts.run_batch(client, scripts.COMMIT_MANY, calls, self._wait())
             else:
+                calls = [self._commit_call(batch[i]) for i in sent]
                 replies = await scripts.run_many(client, scripts.COMMIT, calls, self._wait())
         for i, reply in zip(sent, replies, strict=True):
             one = batch[i]
@@ -308,6 +308,19 @@ class RedisStorage(Storage):
     def _wait(self) -> scripts.Wait | None:
         """WAIT's arguments after an acknowledged write, or None when no replica must confirm."""
         return (self.wait_replicas, self.wait_timeout_ms) if self.wait_replicas else None
+
+    def _batched_call(self, commit: Commit) -> scripts.Call:
+        """A commit as ``COMMIT_MANY`` takes it: a plain append when the turn wrote only its
+        record (and maybe acked its inbox message: no kv, steps or reminders), else the
+        whole commit."""
+        if commit.kv_writes or commit.reminders or commit.clear_steps:
+            return self._commit_call(commit)
+        fence, record = commit.fence, commit.record
+        args = (fence.silo, str(fence.epoch), str(record.seq), bytes(record.data))
+        if commit.inbox_ack is None:
+            return self.keys.append_keys(commit.actor), args
+        keys, member = self.keys.append_ack_keys(commit.actor)
+        return keys, (*args, member, commit.inbox_ack)
 
     def _single_node(self, client: object) -> bool:
         if self.batch_commits is None:
@@ -326,11 +339,11 @@ class RedisStorage(Storage):
         reminds: list[bytes] = []
         cancels: list[bytes] = []
         for name, reminder in commit.reminders.items():
-            member = reminder_member(commit.actor, name)
+            indexed = reminder_member(commit.actor, name)
             if reminder is None:
-                cancels += (name.encode(), member)
+                cancels += (name.encode(), indexed)
             else:
-                reminds += (name.encode(), member, *_reminder_args(reminder))
+                reminds += (name.encode(), indexed, *_reminder_args(reminder))
         args: list[Any] = [
             *_fence_args(commit.fence),
             str(commit.record.seq),
@@ -421,7 +434,8 @@ class RedisStorage(Storage):
         return bool(scripts.check(reply, fence)[1])
 
     async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
-        """One ``INBOX_PUT`` run per message, all in one pipeline (one round trip)."""
+        """One round trip: on a single Redis one ``INBOX_PUT_MANY`` run for the batch, on
+        Redis Cluster one ``INBOX_PUT`` run per message in one pipeline."""
         results: list[bool | BaseException] = [False] * len(batch)
         sent: list[int] = []
         calls: list[scripts.Call] = []
@@ -430,25 +444,36 @@ class RedisStorage(Storage):
             if actor.partition != fence.partition:
                 results[i] = scripts.wrong_partition(actor, fence)
                 continue
-            keys = self.keys.actor(actor)
-            args = [*_fence_args(fence), put.message.id, bytes(put.message.data), keys.member]
+            keys, member = self.keys.inbox_put_keys(actor)
+            message = put.message
+            args = (fence.silo, str(fence.epoch), message.id, bytes(message.data), member)
             sent.append(i)
-            calls.append(((keys.own, keys.inbox, keys.inbox_order, keys.inboxes), args))
+            calls.append((keys, args))
         async with self._session("inbox_put_many") as client:
-            replies = (
-                await scripts.run_many(client, scripts.INBOX_PUT, calls, self._wait())
-                if calls
-                else []
-            )
+            if not calls:
+                replies: list[Any] = []
+            elif self._single_node(client):
+                replies = await scripts.run_batch(
+                    client, scripts.INBOX_PUT_MANY, calls, self._wait()
+                )
+            else:
+                replies = await scripts.run_many(client, scripts.INBOX_PUT, calls, self._wait())
             for i, reply in zip(sent, replies, strict=True):
                 if isinstance(reply, StorageError):
                     results[i] = reply  # stored, but too few replicas confirmed it in time
                     continue
-                if isinstance(reply, Exception):
-                    raise reply  # the script failed: a backend failure (StorageError)
                 fence = batch[i].fence
-                if scripts.status(reply) == scripts.FENCED:
+                if isinstance(reply, Exception):
+                    results[i] = StorageError(f"{batch[i].actor}: redis inbox put failed: {reply}")
+                    continue
+                code = scripts.status(reply)
+                if code == scripts.FENCED:
                     results[i] = scripts.fenced_write(fence, reply)
+                elif code == scripts.FAILED:
+                    detail = reply[1] if len(reply) > 1 else None
+                    results[i] = StorageError(
+                        f"{batch[i].actor}: redis inbox put failed: {detail!r}"
+                    )
                 else:
                     results[i] = bool(scripts.check(reply, fence)[1])
         return results
@@ -472,11 +497,22 @@ class RedisStorage(Storage):
                 pipe.smembers(self.keys.inboxes(partition))
             members: list[set[bytes]] = await pipe.execute()
             found = [
-                decode_actor(member, partition)
+                (decode_actor(member, partition), member)
                 for partition, group in zip(wanted, members, strict=True)
                 for member in group
             ]
-        return sorted(found, key=lambda a: (a.partition, a.type, a.key))
+            if found:
+                # An actor stays listed only while its inbox holds a message. Entries left
+                # behind with an empty inbox (by versions that acked a reminder's message
+                # under the wrong member) are dropped here, atomically, so a hand-off does
+                # not wake those actors for nothing again and again.
+                calls: list[scripts.Call] = [
+                    ((self.keys.inboxes(actor.partition), self.keys.inbox(actor)), (member,))
+                    for actor, member in found
+                ]
+                pruned = await scripts.run_many(client, scripts.INBOXES_PRUNE, calls)
+                found = [f for f, gone in zip(found, pruned, strict=True) if gone != 1]
+        return sorted((actor for actor, _ in found), key=lambda a: (a.partition, a.type, a.key))
 
     # -- steps -----------------------------------------------------------------------------
 

@@ -383,13 +383,26 @@ def _hiredis_class(base: type[Any]) -> type[Any] | None:
         return base
     packing = _PACKING.get(base)
     if packing is None:
+        import hiredis
         from redis.connection import HiredisRespSerializer
 
         serializer = HiredisRespSerializer()
 
         def pack_command(self: Any, *args: Any) -> list[bytes]:
-            packed: list[bytes] = serializer.pack(*args)
-            return packed
+            # HiredisRespSerializer.pack, less its pass over every argument (a generator
+            # that turns bytearray and memoryview into bytes; a group commit has a thousand
+            # arguments, all bytes, str or int already): hiredis refuses what it cannot
+            # pack, and then the serializer converts and packs, or raises DataError.
+            command = args[0]
+            if isinstance(command, str):
+                args = (*command.encode().split(), *args[1:])
+            elif b" " in command:
+                args = (*command.split(), *args[1:])
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                packed: list[bytes] = serializer.pack(*args)
+                return packed
 
         name = f"HiredisPacking{base.__name__}"
         packing = _PACKING[base] = type(name, (base,), {"pack_command": pack_command})

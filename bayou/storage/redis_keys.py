@@ -321,6 +321,29 @@ class KeySpace:
         )
         return keys, a[1:]
 
+    def append_keys(self, actor: ActorKey) -> tuple[bytes, bytes, bytes, bytes]:
+        """Owner, journal, snapshot and journal scratch keys: what a plain append touches."""
+        p = self._prefix(actor.partition)
+        a = b":" + encode_actor(actor)
+        return p + b"own", p + b"j" + a, p + b"s" + a, p + b"jx" + a
+
+    def append_ack_keys(self, actor: ActorKey) -> tuple[tuple[bytes, ...], bytes]:
+        """``append_keys`` then inboxes, inbox and inbox order, and the actor's member in
+        the inboxes set: what a turn that consumed an inbox message touches."""
+        p = self._prefix(actor.partition)
+        member = encode_actor(actor)
+        a = b":" + member
+        keys = (p + b"own", p + b"j" + a, p + b"s" + a, p + b"jx" + a)
+        return (*keys, p + b"inboxes", p + b"in" + a, p + b"iq" + a), member
+
+    def inbox_put_keys(self, actor: ActorKey) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
+        """Owner, inbox, inbox order and the partition's inbox set, and the actor's member
+        in that set: what storing a message touches."""
+        p = self._prefix(actor.partition)
+        member = encode_actor(actor)
+        a = b":" + member
+        return (p + b"own", p + b"in" + a, p + b"iq" + a, p + b"inboxes"), member
+
     def actor(self, actor: ActorKey) -> ActorKeys:
         return ActorKeys(
             own=self.owner(actor.partition),

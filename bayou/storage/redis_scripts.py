@@ -99,34 +99,62 @@ return 1
 _APPLY_COMMIT = (
     _FENCE
     + """
-local function apply_commit(KEYS, ARGV)
-  local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
+-- The journal half of a commit, all a plain turn needs: fence, duplicate, append.
+-- Returns nil once the record is appended, or the reply that refuses it.
+local function append_record(own, journal, snapshot, scratch, silo, epoch, seq_text, data)
+  local err = fence_error(own, silo, epoch)
   if err then return err end
-  local seq = tonumber(ARGV[3])
-  local id = ARGV[3] .. '-1'
-  local snap = redis.call('HGET', KEYS[4], 'seq')
+  local seq = tonumber(seq_text)
+  local id = seq_text .. '-1'
+  local snap = redis.call('HGET', snapshot, 'seq')
   -- A seq at or below the snapshot existed once and was trimmed: still a duplicate.
   if snap and seq <= tonumber(snap) then return {2} end
-  if #redis.call('XRANGE', KEYS[3], id, id) > 0 then return {2} end
 
-  -- Validated: from here on only writes that cannot fail.
-  local added = redis.pcall('XADD', KEYS[3], id, 'd', ARGV[4])
+  -- Validated but for the duplicate check, which XADD itself makes in the common case: a
+  -- seq above the stream's last id is new. It refuses any other id, writing nothing.
+  local added = redis.pcall('XADD', journal, id, 'd', data)
   if type(added) == 'table' and added.err then
+    if #redis.call('XRANGE', journal, id, id) > 0 then return {2} end
     -- seq is new but below the stream's last id (records committed out of order). Streams
     -- only append (and XDEL leaves tombstones that XTRIM MINID trips over), so write the
     -- whole journal in order into a fresh stream and rename it over the old one.
-    redis.call('DEL', KEYS[9])
+    redis.call('DEL', scratch)
     local inserted = false
-    for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
+    for _, entry in ipairs(redis.call('XRANGE', journal, '-', '+')) do
       if not inserted and tonumber(string.match(entry[1], '^%d+')) > seq then
-        redis.call('XADD', KEYS[9], id, 'd', ARGV[4])
+        redis.call('XADD', scratch, id, 'd', data)
         inserted = true
       end
-      redis.call('XADD', KEYS[9], entry[1], unpack(entry[2]))
+      redis.call('XADD', scratch, entry[1], unpack(entry[2]))
     end
-    if not inserted then redis.call('XADD', KEYS[9], id, 'd', ARGV[4]) end
-    redis.call('RENAME', KEYS[9], KEYS[3])
+    if not inserted then redis.call('XADD', scratch, id, 'd', data) end
+    redis.call('RENAME', scratch, journal)
   end
+  return nil
+end
+
+-- Remove the inbox message a turn consumed (and its actor from the partition's set of
+-- actors with waiting messages once none is left).
+local function ack_message(inboxes, inbox, order, member, id)
+  if redis.call('HDEL', inbox, id) == 1 then
+    redis.call('ZREM', order, id)
+    if redis.call('HLEN', inbox) == 0 then redis.call('SREM', inboxes, member) end
+  end
+end
+
+-- A turn that wrote its record and consumed an inbox message, nothing else (a tell's).
+local function append_and_ack(own, journal, snapshot, scratch, inboxes, inbox, order,
+                              silo, epoch, seq_text, data, member, id)
+  local refused = append_record(own, journal, snapshot, scratch, silo, epoch, seq_text, data)
+  if refused then return refused end
+  ack_message(inboxes, inbox, order, member, id)
+  return nil
+end
+
+local function apply_commit(KEYS, ARGV)
+  local refused = append_record(KEYS[1], KEYS[3], KEYS[4], KEYS[9], ARGV[1], ARGV[2], ARGV[3],
+                                ARGV[4])
+  if refused then return refused end
 
   -- Chunks keep unpack() well under Lua's C stack limit.
   local chunk = 1000
@@ -162,10 +190,7 @@ local function apply_commit(KEYS, ARGV)
     i = i + 2
   end
 
-  if ARGV[6] == '1' and redis.call('HDEL', KEYS[6], ARGV[7]) == 1 then
-    redis.call('ZREM', KEYS[7], ARGV[7])
-    if redis.call('HLEN', KEYS[6]) == 0 then redis.call('SREM', KEYS[2], ARGV[5]) end
-  end
+  if ARGV[6] == '1' then ack_message(KEYS[2], KEYS[6], KEYS[7], ARGV[5], ARGV[7]) end
 
   if ARGV[8] == '1' then
     local prefix = ARGV[9]
@@ -187,10 +212,16 @@ end
 COMMIT = LuaScript("commit", (_APPLY_COMMIT + "return apply_commit(KEYS, ARGV)\n").encode())
 
 # Many commits in one run, on a single Redis (the keys of a batch span slots, which Redis
-# Cluster refuses). KEYS: the 11 keys of each commit in turn. ARGV: for each commit its
-# argument count, then its ARGV. Each commit runs under pcall, so one that fails (a redis
-# error after it validated, as a key of the wrong type) fails alone, as it would in its
-# own script run; its reply is {3, message}. Replies: one per commit, in order.
+# Cluster refuses). ARGV: for each commit its argument count, then its arguments; KEYS:
+# each commit's keys in turn. A commit of 4 arguments is a plain append (silo, epoch, seq,
+# data; keys own, journal, snapshot, journal_scratch), of 6 an append that also acks an
+# inbox message (those, then member and message id; the keys, then inboxes, inbox and
+# inbox_order), any other count a whole commit (the 11 keys and the ARGV of
+# ``_APPLY_COMMIT``): most turns write nothing but their record (and a tell's, its ack),
+# and sending them the empty rest would cost more than appending. Each commit runs under pcall,
+# so one that fails (a redis error after it validated, as a key of the wrong type) fails
+# alone, as it would in its own script run; its reply is {3, message}. Replies: one per
+# commit, in order, the number 0 for a commit done (cheaper to read than {0}).
 COMMIT_MANY = LuaScript(
     "commit_many",
     (
@@ -202,20 +233,33 @@ local k = 0
 local n = 0
 while a < #ARGV do
   local count = tonumber(ARGV[a + 1])
-  local keys = {}
-  for j = 1, 11 do keys[j] = KEYS[k + j] end
-  local args = {}
-  for j = 1, count do args[j] = ARGV[a + 1 + j] end
-  local ok, reply = pcall(apply_commit, keys, args)
+  local ok, reply
+  if count == 4 then
+    ok, reply = pcall(append_record, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+                      ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+    k = k + 4
+  elseif count == 6 then
+    ok, reply = pcall(append_and_ack, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+                      KEYS[k + 5], KEYS[k + 6], KEYS[k + 7], ARGV[a + 2], ARGV[a + 3],
+                      ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+    k = k + 7
+  else
+    local keys = {}
+    for j = 1, 11 do keys[j] = KEYS[k + j] end
+    local args = {}
+    for j = 1, count do args[j] = ARGV[a + 1 + j] end
+    ok, reply = pcall(apply_commit, keys, args)
+    k = k + 11
+  end
   n = n + 1
   if ok then
+    if reply == nil or reply[1] == 0 then reply = 0 end
     replies[n] = reply
   else
     if type(reply) == 'table' then reply = reply.err or cjson.encode(reply) end
     replies[n] = {3, tostring(reply)}
   end
   a = a + 1 + count
-  k = k + 11
 end
 return replies
 """
@@ -255,6 +299,18 @@ return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('HGETALL', KEYS[2])}
 """,
 )
 
+# KEYS: inboxes, inbox. ARGV: the actor's member of inboxes. Drops the member if its inbox
+# is empty (returns 1), as the script that emptied it should have; else returns 0. Not
+# fenced: it only restores "listed while a message waits", whoever runs it.
+INBOXES_PRUNE = LuaScript(
+    "inboxes_prune",
+    b"""
+if redis.call('HLEN', KEYS[2]) > 0 then return 0 end
+redis.call('SREM', KEYS[1], ARGV[1])
+return 1
+""",
+)
+
 # KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
 WRITE_SNAPSHOT = LuaScript(
     "write_snapshot",
@@ -275,20 +331,60 @@ return {0}
 
 # KEYS: own, inbox, inbox_order, inboxes. ARGV: silo, epoch, message id, data, member.
 # Returns {0, 1} if stored, {0, 0} if a message with that id is waiting already.
+_INBOX_PUT = (
+    _FENCE
+    + """
+local function inbox_put(own, inbox, order, inboxes, silo, epoch, id, data, member)
+  local err = fence_error(own, silo, epoch)
+  if err then return err end
+  if redis.call('HSETNX', inbox, id, data) == 0 then return {0, 0} end
+  local last = redis.call('ZREVRANGE', order, 0, 0, 'WITHSCORES')
+  local score = 1
+  if last[2] then score = tonumber(last[2]) + 1 end
+  redis.call('ZADD', order, string.format('%d', score), id)
+  redis.call('SADD', inboxes, member)
+  return {0, 1}
+end
+"""
+)
+
 INBOX_PUT = LuaScript(
     "inbox_put",
     (
-        _FENCE
+        _INBOX_PUT
         + """
-local err = fence_error(KEYS[1], ARGV[1], ARGV[2])
-if err then return err end
-if redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) == 0 then return {0, 0} end
-local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-local score = 1
-if last[2] then score = tonumber(last[2]) + 1 end
-redis.call('ZADD', KEYS[3], string.format('%d', score), ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[5])
-return {0, 1}
+return inbox_put(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                 ARGV[5])
+"""
+    ).encode(),
+)
+
+# Many inbox puts in one run, on a single Redis (the keys span slots), as ``run_batch``
+# lays them out. KEYS: the 4 keys of each put in turn; ARGV: each put's argument count (5)
+# and arguments. Each put runs under pcall, so one that fails fails alone ({3, message});
+# replies: one per put, in order, as INBOX_PUT's.
+INBOX_PUT_MANY = LuaScript(
+    "inbox_put_many",
+    (
+        _INBOX_PUT
+        + """
+local replies = {}
+local n = 0
+local a = 0
+while a < #ARGV do
+  local k = n * 4
+  local ok, reply = pcall(inbox_put, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+                          ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  a = a + 1 + tonumber(ARGV[a + 1])
+  n = n + 1
+  if ok then
+    replies[n] = reply
+  else
+    if type(reply) == 'table' then reply = reply.err or cjson.encode(reply) end
+    replies[n] = {3, tostring(reply)}
+  end
+end
+return replies
 """
     ).encode(),
 )
@@ -361,6 +457,8 @@ SCRIPTS: tuple[LuaScript, ...] = (
     COMMIT_MANY,
     WRITE_SNAPSHOT,
     INBOX_PUT,
+    INBOX_PUT_MANY,
+    INBOXES_PRUNE,
     STEP_PUT,
     REMINDER_SET,
     REMINDER_CANCEL,
@@ -519,6 +617,8 @@ def status(reply: Any) -> int:
 
 def outcome(reply: Any, actor: ActorKey, fence: Fence, seq: int) -> BaseException | None:
     """What one commit script's reply means, as ``Storage.commit`` reports it."""
+    if reply == 0 and type(reply) is int:  # COMMIT_MANY's "done"
+        return None
     if isinstance(reply, Exception):
         # The script itself failed (it validates before writing, so it wrote nothing).
         return StorageError(f"{actor}: redis commit of record {seq} failed: {reply}")

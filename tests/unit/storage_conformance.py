@@ -351,6 +351,28 @@ class StorageConformance:
         assert [m.id for m in await storage.inbox_read(A)] == ["1", "3"]
         assert await storage.inbox_put(A, fence, InboxMessage("4", b""))
         assert [m.id for m in await storage.inbox_read(A)] == ["1", "3", "4"]
+        for seq, msg_id in ((3, "1"), (4, "3")):
+            await commit_one(storage, Commit(A, fence, rec(seq), inbox_ack=msg_id))
+        assert await storage.inbox_actors([A.partition]) == [A]
+        await commit_one(storage, Commit(A, fence, rec(5), inbox_ack="4"))
+        assert await storage.inbox_read(A) == []
+        assert await storage.inbox_actors([A.partition]) == []  # nothing waits any more
+        assert await seqs(storage, A) == [1, 2, 3, 4, 5]
+
+    async def test_a_reminder_firing_turn_empties_the_inbox_index(self, storage: Storage) -> None:
+        # A fired reminder is an inbox message whose turn moves the reminder on in the same
+        # commit: consuming it must leave the actor out of the actors with waiting tells,
+        # or every hand-off would wake every actor that ever fired a reminder.
+        fence = await take(storage)
+        await commit_one(storage, Commit(A, fence, rec(1), reminders={"r": rem(due=10.0)}))
+        await storage.inbox_put(A, fence, InboxMessage("reminder:r:10.000", b""))
+        moved = {"r": rem(due=20.0), "gone": None}
+        await commit_one(
+            storage, Commit(A, fence, rec(2), inbox_ack="reminder:r:10.000", reminders=moved)
+        )
+        assert await storage.inbox_read(A) == []
+        assert await storage.inbox_actors([A.partition]) == []
+        assert [r.due for r in await storage.reminders_of(A)] == [20.0]
 
     async def test_inbox_put_is_fenced(self, storage: Storage) -> None:
         old = await take(storage)

@@ -28,6 +28,7 @@ from bayou.storage import (
     Commit,
     Fence,
     InboxMessage,
+    InboxPut,
     Ownership,
     RedisStorage,
     Reminder,
@@ -325,13 +326,16 @@ async def test_group_commit_is_one_round_trip(
     assert await store.kv_get(ActorKey("t", "k199", 7), ["n"]) == {"n": b"199"}
 
 
-async def test_inbox_actors_is_one_round_trip(store: RedisStorage, sends: list[int]) -> None:
+async def test_inbox_actors_is_two_round_trips(store: RedisStorage, sends: list[int]) -> None:
+    sends[0] = 0
+    assert await store.inbox_actors(range(1024)) == []
+    assert sends[0] == 1  # the listing of every partition
     for p in (0, 700):
         fence = await take(store, partition=p)
         await store.inbox_put(ActorKey("t", "k", p), fence, InboxMessage("m", b""))
     sends[0] = 0
     found = await store.inbox_actors(range(1024))
-    assert sends[0] == 1
+    assert sends[0] == 2  # ... and the check that each listed inbox holds a message
     assert found == [ActorKey("t", "k", 0), ActorKey("t", "k", 700)]
 
 
@@ -468,14 +472,48 @@ async def test_a_commit_that_fails_in_redis_fails_alone(
     batch = [
         Commit(A, fence, rec(1), kv_writes={"x": b"1"}),
         Commit(broken, fence, rec(1), kv_writes={"x": b"1"}),
+        Commit(broken, fence, rec(2)),  # a plain append (COMMIT_MANY's short form)
         Commit(A, fence, rec(2), kv_writes={"x": b"2"}),
     ]
-    first, failed, last = await store.commit(batch)
+    first, failed, plain, last = await store.commit(batch)
     assert first is None and last is None
-    assert type(failed) is StorageError and "broken" in str(failed)
+    for bad in (failed, plain):
+        assert type(bad) is StorageError and "broken" in str(bad)
     assert await store.kv_get(broken, ["x"]) == {}
     assert await seqs(store, A) == [1, 2]
     assert await store.kv_get(A, ["x"]) == {"x": b"2"}
+
+
+async def test_inbox_actors_drops_entries_whose_inbox_is_empty(
+    store: RedisStorage, admin: redis.asyncio.Redis
+) -> None:
+    # As versions before the fix left them: listed, with nothing in the inbox.
+    fence = await take(store)
+    stale = ActorKey(A.type, "stale", A.partition)
+    await admin.sadd(store.keys.inboxes(A.partition), encode_actor(stale))
+    await store.inbox_put(A, fence, InboxMessage("m1", b"one"))
+    assert await store.inbox_actors([A.partition]) == [A]
+    assert await admin.smembers(store.keys.inboxes(A.partition)) == {encode_actor(A)}
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["one-script", "script-per-put"])
+async def test_an_inbox_put_that_fails_in_redis_fails_alone(
+    store: RedisStorage, admin: redis.asyncio.Redis, batched: bool
+) -> None:
+    store.batch_commits = batched
+    fence = await take(store)
+    broken = ActorKey("t", "broken", 0)
+    await admin.set(store.keys.inbox(broken), b"not a hash")  # sabotage: wrong type
+    batch = [
+        InboxPut(A, fence, InboxMessage("m1", b"one")),
+        InboxPut(broken, fence, InboxMessage("m1", b"one")),
+        InboxPut(A, fence, InboxMessage("m1", b"again")),
+        InboxPut(A, fence, InboxMessage("m2", b"two")),
+    ]
+    first, failed, again, second = await store.inbox_put_many(batch)
+    assert (first, again, second) == (True, False, True)
+    assert type(failed) is StorageError and "broken" in str(failed)
+    assert await store.inbox_read(A) == [InboxMessage("m1", b"one"), InboxMessage("m2", b"two")]
 
 
 async def test_lifecycle(redis_server: RedisServer, cluster_name: str) -> None:
