@@ -106,6 +106,7 @@ class Client:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.transport = transport
         self._link: LinkTransport | None = None  # made with the session, if not "http"
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self.url = seeds[0].rstrip("/")
         # Smart routing: calls go straight to their actor's owner; any silo is a fallback.
         self._router = Router(seeds, enabled=routing)
@@ -143,6 +144,7 @@ class Client:
         if link is not None:
             await link.close()
         session, self._session = self._session, None
+        self._loop = None
         if session is not None and self._owns_session:
             await session.close()
 
@@ -236,16 +238,20 @@ class Client:
         session = self._session
         assert session is not None
         link = self._link
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.timeout if budget is None else budget)
+        loop = self._loop
+        if loop is None:  # asking for it costs a system call (getpid) on Python 3.11
+            loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + (self.timeout if budget is None else budget)
         router = self._router
-        await router.ensure(session)
+        if router.table is None:
+            await router.ensure(session)
         fallback = 0
         payload = {} if args is None else args if type(args) is dict else dict(args)
         data: bytes | None = None  # the HTTP body, encoded once if an attempt needs it
         headers = self._headers
         if link is not None:
-            router.poll(session, _RING_POLL)
+            router.poll(session, _RING_POLL, now)
 
         attempt = 0
         failure: BaseException | None = None

@@ -108,10 +108,17 @@ class Router:
             self._fetched_at = now
             self._refreshing = asyncio.ensure_future(self._fetch(session))
 
-    def poll(self, session: aiohttp.ClientSession, max_age: float) -> None:
+    def poll(
+        self, session: aiohttp.ClientSession, max_age: float, now: float | None = None
+    ) -> None:
         """Refresh in the background if the last fetch began over ``max_age`` seconds ago:
-        for answers that carry no ring version (the link's)."""
-        if self.enabled and asyncio.get_running_loop().time() - self._fetched_at > max_age:
+        for answers that carry no ring version (the link's). ``now``: the loop's time, if
+        the caller has it."""
+        if not self.enabled:
+            return
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        if now - self._fetched_at > max_age:
             self.stale(session)
 
     async def _fetch(self, session: aiohttp.ClientSession) -> None:

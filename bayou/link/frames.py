@@ -58,11 +58,6 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _is_int(value: Any) -> bool:
-    # bool is an int subclass, but True is not a frame kind or a request id.
-    return type(value) is int
-
-
 def decode_message(data: bytes, kind: int) -> list[list[Any]]:
     """The frames of one binary message, all of ``kind``; raises ``ProtocolError`` otherwise.
 
@@ -81,14 +76,17 @@ def decode_message(data: bytes, kind: int) -> list[list[Any]]:
             f"message must be an array of frames, not {type(frames).__name__}",
         )
     size = 3 if kind == REQUEST else 4
+    request = kind == REQUEST
     for index, frame in enumerate(frames):
+        # type(...) is int, inline: bool is an int subclass, but True is not a frame kind
+        # or a request id (and this runs for every frame).
         if not (
-            isinstance(frame, list)
+            type(frame) is list
             and len(frame) == size
-            and _is_int(frame[0])
+            and type(frame[0]) is int
             and frame[0] == kind
-            and _is_int(frame[1])
-            and (kind == REQUEST or type(frame[2]) is bool)
+            and type(frame[1]) is int
+            and (request or type(frame[2]) is bool)
         ):
             expected = "[0, id, payload]" if kind == REQUEST else "[1, id, ok, payload]"
             raise ProtocolError(
@@ -123,6 +121,7 @@ class FrameBatcher:
         self._flush_scheduled = False
         self._sending: asyncio.Task[None] | None = None
         self._closed = False
+        self._loop = asyncio.get_running_loop()
 
     def put(self, frame: bytes) -> None:
         """Queue one encoded frame for the next message."""
@@ -133,7 +132,7 @@ class FrameBatcher:
             # call_soon, not a timer: the flush runs right after everything already runnable
             # this turn, so those frames share the message without adding latency.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+            self._loop.call_soon(self._start_flush)
 
     async def drain(self) -> None:
         """Wait until every frame queued so far has been handed to the socket (or dropped)."""
@@ -156,9 +155,7 @@ class FrameBatcher:
         if self._closed or self._sending is not None or not self._frames:
             return
         frames, self._frames = self._frames, []
-        self._sending = asyncio.get_running_loop().create_task(
-            self._send_all(frames), name="bayou-link-send"
-        )
+        self._sending = self._loop.create_task(self._send_all(frames), name="bayou-link-send")
 
     def _messages(self, frames: list[bytes]) -> Iterator[tuple[int, bytes]]:
         budget = self._max_msg_size - _ARRAY_HEADER_MAX

@@ -166,13 +166,17 @@ class _Link:
         self.failure: SiloUnreachable | None = None
         self.open = False
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        # Pending requests' (loop-time deadline, timeout), and the one timer standing for
+        # them: armed no later than the earliest deadline.
+        self._deadlines: dict[int, tuple[float, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._loop = asyncio.get_running_loop()
         self._next_id = 0
         # Frames of requests made while connecting; they go out in the first message.
         self._early: list[bytes] | None = []
         self._batcher: FrameBatcher | None = None
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"bayou-link {address}"
-        )
+        self._task = self._loop.create_task(self._run(), name=f"bayou-link {address}")
 
     async def request(self, payload: Any, timeout: float) -> Any:
         if self.failure is not None:
@@ -185,31 +189,48 @@ class _Link:
                 f"the request is {len(frame)} bytes; the link carries at most {self.max_frame}",
                 {"limit": self.max_frame},
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[request_id] = future
         if self._batcher is not None:
             self._batcher.put(frame)
         elif self._early is not None:
             self._early.append(frame)
-        # A bare timer, not asyncio.timeout(): it costs a third as much, and a CallTimeout
-        # the peer itself sent cannot be mistaken for ours.
-        timer = loop.call_later(timeout, self._expire, request_id, timeout)
+        # Not asyncio.timeout(): a CallTimeout the peer itself sent cannot be mistaken for
+        # ours. And not a timer per request: one timer, never later than the earliest
+        # deadline, stands for every pending request.
+        deadline = loop.time() + timeout
+        self._deadlines[request_id] = (deadline, timeout)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
         try:
             return await future
         finally:
-            timer.cancel()
             self._pending.pop(request_id, None)
+            self._deadlines.pop(request_id, None)
 
-    def _expire(self, request_id: int, timeout: float) -> None:
-        future = self._pending.pop(request_id, None)
-        if future is not None and not future.done():
-            future.set_exception(
-                CallTimeout(
-                    f"no reply from {self.address} within {timeout}s",
-                    {"address": self.address, "timeout": timeout},
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        late = [(rid, t) for rid, (deadline, t) in self._deadlines.items() if deadline <= now]
+        for request_id, timeout in late:
+            del self._deadlines[request_id]
+            future = self._pending.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_exception(
+                    CallTimeout(
+                        f"no reply from {self.address} within {timeout}s",
+                        {"address": self.address, "timeout": timeout},
+                    )
                 )
-            )
+        if self._deadlines:
+            self._arm(min(deadline for deadline, _ in self._deadlines.values()))
 
     async def close(self, reason: str) -> None:
         self._fail(SiloUnreachable(reason, {"address": self.address}))
@@ -313,6 +334,10 @@ class _Link:
             self.failure = exc
         self.pool._dropped(self)
         self._early = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadlines.clear()
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():

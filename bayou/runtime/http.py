@@ -31,6 +31,7 @@ from bayou.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from bayou.runtime.dispatch import until
 from bayou.runtime.transport import LinkServer
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def build_http_app(silo: Silo) -> web.Application:
     from bayou.runtime.http_ops import mount_operations  # it imports this module
 
     mount_operations(app)
-    LinkServer(silo.router.serve).mount(app)
+    LinkServer(silo.router.serve, fast=silo.router.serve_nowait).mount(app)
     from bayou.runtime.openapi import openapi_document  # it imports this module
 
     # Built from the routes just registered: one without a description stops the silo here.
@@ -288,14 +289,16 @@ async def _call(request: web.Request) -> web.Response:
     type_name, key, method = _route_params(request)
     silo.resolve(type_name, method)  # 404 before reading a body we would discard
     args = await _read_args(request)
-    result = await silo.call(
-        type_name,
-        key,
-        method,
-        args,
-        idempotency_key=_idempotency_key(request),
-        timeout=_timeout(request, silo),
-    )
+    idempotency_key = _idempotency_key(request)
+    timeout = _timeout(request, silo)
+    # An actor active here is called as the link calls it: queued at once, one waiter.
+    found = silo.call_nowait(type_name, key, method, args, idempotency_key, timeout, 0, ())
+    if found is not None:
+        result = await until(*found)
+    else:
+        result = await silo.call(
+            type_name, key, method, args, idempotency_key=idempotency_key, timeout=timeout
+        )
     return _respond(request, {"result": result})
 
 
@@ -304,14 +307,15 @@ async def _tell(request: web.Request) -> web.Response:
     type_name, key, method = _route_params(request)
     silo.resolve(type_name, method)
     args = await _read_args(request)
-    message_id = await silo.tell(
-        type_name,
-        key,
-        method,
-        args,
-        message_id=_idempotency_key(request),
-        timeout=_timeout(request, silo),
-    )
+    idempotency_key = _idempotency_key(request)
+    timeout = _timeout(request, silo)
+    found = silo.tell_nowait(type_name, key, method, args, idempotency_key, timeout, 0)
+    if found is not None:
+        message_id = await until(*found)
+    else:
+        message_id = await silo.tell(
+            type_name, key, method, args, message_id=idempotency_key, timeout=timeout
+        )
     return _respond(request, {"message_id": message_id}, status=202)
 
 

@@ -11,6 +11,7 @@ runtime keeps anyway: measuring it costs the hot path nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections import Counter, deque
@@ -33,7 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 import bayou
-from bayou.errors import BayouError, RequestError
+from bayou.errors import BayouError, CallTimeout, RequestError
 
 if TYPE_CHECKING:
     from bayou.runtime.activation import Activation
@@ -104,6 +105,24 @@ class Telemetry:
             stats = self.calls[(type_name, method)] = CallStats()
         stats.observe(self._failure(type_name, method, key, exc, "call"), now() - started)
 
+    def watch_call(
+        self, type_name: str, method: str, key: str, deadline: float, future: asyncio.Future[Any]
+    ) -> None:
+        """Measure a call answered from ``future`` (``Silo.call_nowait``), as ``call_done``
+        and ``call_failed`` would; resolved past ``deadline`` (loop time), its caller got a
+        ``CallTimeout``, and so it is counted."""
+        stats = self.calls.get((type_name, method))
+        if stats is None:
+            stats = self.calls[(type_name, method)] = CallStats()
+        future.add_done_callback(_CallWatch(self, stats, type_name, method, key, deadline))
+
+    def watch_tell(
+        self, type_name: str, method: str, key: str, deadline: float, future: asyncio.Future[Any]
+    ) -> None:
+        """Count a tell answered from ``future`` (``Silo.tell_nowait``), as ``tell_done`` and
+        ``tell_failed`` would (stored past ``deadline``: its caller got a CallTimeout)."""
+        future.add_done_callback(_TellWatch(self, type_name, method, key, deadline))
+
     def tell_done(self, type_name: str, method: str) -> None:
         outcomes = self.tells.get((type_name, method))
         if outcomes is None:
@@ -157,6 +176,68 @@ class Telemetry:
                 buckets[i] += n
             seconds += stats.seconds
         return buckets, seconds
+
+
+class _CallWatch:
+    """The done-callback of one watched call: an object, not a closure, being cheaper."""
+
+    __slots__ = ("deadline", "key", "method", "started", "stats", "telemetry", "type_name")
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        stats: CallStats,
+        type_name: str,
+        method: str,
+        key: str,
+        deadline: float,
+    ) -> None:
+        self.telemetry = telemetry
+        self.stats = stats
+        self.type_name = type_name
+        self.method = method
+        self.key = key
+        self.deadline = deadline
+        self.started = now()
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            failure: BaseException | None = asyncio.CancelledError()
+        else:
+            failure = future.exception()
+        if failure is None and future.get_loop().time() <= self.deadline:
+            self.stats.observe("ok", now() - self.started)
+            return
+        if failure is None:  # answered past the deadline: its caller got a CallTimeout
+            failure = CallTimeout("no reply before the deadline; the call may still complete")
+        self.telemetry.call_failed(self.type_name, self.method, self.key, self.started, failure)
+
+
+class _TellWatch:
+    """The done-callback of one watched tell."""
+
+    __slots__ = ("deadline", "key", "method", "telemetry", "type_name")
+
+    def __init__(
+        self, telemetry: Telemetry, type_name: str, method: str, key: str, deadline: float
+    ) -> None:
+        self.telemetry = telemetry
+        self.type_name = type_name
+        self.method = method
+        self.key = key
+        self.deadline = deadline
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            failure: BaseException | None = asyncio.CancelledError()
+        else:
+            failure = future.exception()
+        if failure is None and future.get_loop().time() <= self.deadline:
+            self.telemetry.tell_done(self.type_name, self.method)
+            return
+        if failure is None:
+            failure = CallTimeout("no reply before the deadline; the call may still complete")
+        self.telemetry.tell_failed(self.type_name, self.method, self.key, failure)
 
 
 def telemetry_of(silo: Silo) -> Telemetry:

@@ -72,6 +72,56 @@ class Router:
             return await self.serve({**payload, "hops": hops + 1})
         return await self.forward(moved_to, payload, deadline, hops + 1)
 
+    def serve_nowait(self, payload: Any) -> tuple[asyncio.Future[Any], float] | None:
+        """The fast path of ``serve`` (``LinkServer``'s ``fast``): a call, query or tell of
+        an actor active here, taken without a task of the link's; its reply's future and
+        deadline. None when the request needs ``serve`` (any other op, an actor to load or
+        to forward to)."""
+        if type(payload) is not dict:
+            return None
+        op = payload.get("op")
+        if op != "call" and op != "tell":
+            return None
+        try:
+            type_name, key, idem, hops, timeout = self._checked(payload)
+            method, args = str(payload["method"]), payload.get("args") or {}
+            if not isinstance(args, dict):
+                raise BadRequest("link request 'args' must be a map")
+            chain = payload.get("chain")
+            chain = tuple(str(a) for a in chain) if chain else ()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed link request ({op}): {exc!r}") from None
+        silo = self._silo
+        if op == "tell":
+            found = silo.tell_nowait(type_name, key, method, args, idem, timeout, hops)
+        else:
+            found = silo.call_nowait(type_name, key, method, args, idem, timeout, hops, chain)
+        if found is not None:
+            if hops > 0:
+                self.received += 1
+            else:
+                self.client_requests += 1
+        return found
+
+    def _checked(self, payload: dict[str, Any]) -> tuple[str, str, Any, int, float | None]:
+        """``type, key, idem, hops, timeout`` of a request naming an actor, checked as
+        HTTP checks them: the link is a front door too (the client's fast path)."""
+        type_name, key = str(payload["type"]), str(payload["key"])
+        problem, field = key_problem(key), "key"
+        idem = payload.get("idem")
+        if problem is None and idem is not None:
+            field = IDEMPOTENCY_KEY
+            if isinstance(idem, str):
+                problem = key_problem(idem, IDEMPOTENCY_KEY)
+            else:
+                problem = f"{IDEMPOTENCY_KEY} must be a string"
+        if problem is not None:
+            raise BadRequest(problem, {"field": field})
+        check_nesting(payload.get("args"))
+        hops = int(payload.get("hops", 0))
+        timeout = float(payload["timeout"]) if payload.get("timeout") else None
+        return type_name, key, idem, hops, timeout
+
     async def serve(self, payload: Any) -> Any:
         """Handle one request that arrived over a link."""
         if not isinstance(payload, dict) or payload.get("op") not in OPS:
@@ -81,25 +131,11 @@ class Router:
         if op == STATS_OP:
             return local_stats(silo)
         try:
-            type_name, key = str(payload["type"]), str(payload["key"])
-            # The link is a front door too (the client's fast path): the same checks as HTTP.
-            problem, field = key_problem(key), "key"
-            idem = payload.get("idem")
-            if problem is None and idem is not None:
-                field = IDEMPOTENCY_KEY
-                if isinstance(idem, str):
-                    problem = key_problem(idem, IDEMPOTENCY_KEY)
-                else:
-                    problem = f"{IDEMPOTENCY_KEY} must be a string"
-            if problem is not None:
-                raise BadRequest(problem, {"field": field})
-            check_nesting(payload.get("args"))
-            hops = int(payload.get("hops", 0))
+            type_name, key, idem, hops, timeout = self._checked(payload)
             if hops > 0:
                 self.received += 1
             else:
                 self.client_requests += 1
-            timeout = float(payload["timeout"]) if payload.get("timeout") else None
             if op == "event":
                 return await silo.get_event(
                     type_name, key, str(payload["name"]), float(payload.get("wait", 0)), hops=hops
@@ -128,11 +164,11 @@ class Router:
             if op == "tell":
                 return await silo.tell(
                     type_name, key, method, args,
-                    message_id=payload.get("idem"), timeout=timeout, hops=hops,
+                    message_id=idem, timeout=timeout, hops=hops,
                 )  # fmt: skip
             return await silo.call(
                 type_name, key, method, args,
-                idempotency_key=payload.get("idem"), timeout=timeout, hops=hops,
+                idempotency_key=idem, timeout=timeout, hops=hops,
                 chain=tuple(str(a) for a in payload.get("chain") or ()),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:

@@ -33,6 +33,7 @@ from bayou.errors import (
     Unavailable,
     UnknownActorType,
 )
+from bayou.ids import unique_id
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.placement.agent import MembershipAgent
 from bayou.placement.membership import Membership, SiloDeclaredDead
@@ -130,6 +131,9 @@ class Silo:
         self.failed = asyncio.Event()
         self._abandoning: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        # The loop the silo runs in, kept from start(): asking asyncio for it is a getpid
+        # system call on Python 3.11, and every call needs a deadline.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def address(self) -> str:
@@ -144,6 +148,7 @@ class Silo:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, *, serve_http: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.storage.open()  # 10
         await self.membership.open()
         await self._agree_on_constants()
@@ -329,6 +334,50 @@ class Silo:
         telemetry.call_done(type_name, method, started)
         return result
 
+    def call_nowait(
+        self,
+        type_name: str,
+        key: str,
+        method: str,
+        args: dict[str, Any],
+        idempotency_key: str | None,
+        timeout: float | None,
+        hops: int,
+        chain: tuple[str, ...],
+    ) -> tuple[asyncio.Future[Any], float] | None:
+        """``call`` without a task, for an actor active on this silo: the plain reply's
+        future and the loop time by which the caller wants it. None when the call needs
+        ``call`` (its actor is elsewhere or not loaded, or a stateless worker or workflow).
+
+        The caller answers ``CallTimeout`` at the deadline; the turn goes on regardless.
+        """
+        spec, handler = self.resolve(type_name, method)
+        kind = handler.kind
+        if kind == "workflow" or spec.is_stateless:
+            return None
+        activation = self.catalog.peek(type_name, key)
+        if activation is None:
+            return None
+        try:
+            kwargs = validate(spec, handler, args)
+            # The activation knows its partition: no hash of the key on this path.
+            if self._owner(activation.actor_key.partition) != self.silo_id:
+                return None
+        except BaseException as exc:
+            if not hops:
+                metrics.telemetry_of(self).call_failed(type_name, method, key, metrics.now(), exc)
+            raise
+        deadline = self._deadline(timeout)
+        future: asyncio.Future[Any]
+        if kind == "query":
+            loop = self._loop or asyncio.get_running_loop()
+            future = loop.create_task(activation.query(handler, kwargs))
+        else:
+            future = activation.call(Message(method, args, kwargs, idempotency_key, chain=chain))
+        if not hops:  # measured where it entered the cluster
+            metrics.telemetry_of(self).watch_call(type_name, method, key, deadline, future)
+        return future, deadline
+
     async def _call(
         self,
         spec: ActorSpec,
@@ -394,6 +443,44 @@ class Silo:
             raise
         telemetry.tell_done(type_name, method)
         return result
+
+    def tell_nowait(
+        self,
+        type_name: str,
+        key: str,
+        method: str,
+        args: dict[str, Any],
+        message_id: str | None,
+        timeout: float | None,
+        hops: int,
+    ) -> tuple[asyncio.Future[Any], float] | None:
+        """``tell`` without a task of the caller's, for an actor active on this silo: the
+        future of the message id (resolved once the message is stored) and the caller's
+        deadline. None when the tell needs ``tell`` (elsewhere, not loaded, a topic send,
+        or one that ``tell`` refuses)."""
+        if method == SEND_METHOD:
+            return None
+        spec, handler = self.resolve(type_name, method)
+        if handler.kind == "query" or spec.is_stateless:
+            return None  # refused by tell, with the reason
+        activation = self.catalog.peek(type_name, key)
+        if activation is None:
+            return None
+        try:
+            validate(spec, handler, args)
+            if self._owner(activation.actor_key.partition) != self.silo_id:
+                return None
+        except BaseException as exc:
+            if not hops:
+                metrics.telemetry_of(self).tell_failed(type_name, method, key, exc)
+            raise
+        message = Message(method, args, None, message_id or unique_id())
+        deadline = self._deadline(timeout)
+        loop = self._loop or asyncio.get_running_loop()
+        future = loop.create_task(_stored(activation, message))
+        if not hops:  # measured where it entered the cluster
+            metrics.telemetry_of(self).watch_tell(type_name, method, key, deadline, future)
+        return future, deadline
 
     async def _tell(
         self,
@@ -564,12 +651,17 @@ class Silo:
         return spec
 
     def _deadline(self, timeout: float | None) -> float:
-        return asyncio.get_running_loop().time() + (timeout or self.settings.call_timeout)
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time() + (timeout or self.settings.call_timeout)
 
     def _owner_of(self, type_name: str, key: str) -> str:
+        return self._owner(partition_of(type_name, key, self.settings.partitions))
+
+    def _owner(self, partition: int) -> str:
+        """The silo that owns ``partition``; Unavailable if this silo cannot serve now."""
         if self.stopping and self.agent.lost is not None:
             raise Unavailable(f"silo {self.silo_id} stopped serving: {self.agent.lost}")
-        owner = self.agent.ring.owner(partition_of(type_name, key, self.settings.partitions))
+        owner = self.agent.ring.owner(partition)
         if owner is None:
             raise Unavailable("no active silo in the ring yet; retry")
         if owner == self.silo_id and not self.agent.lease_valid():
@@ -642,6 +734,13 @@ class Silo:
             batch = waiting[start : start + 64]
             await asyncio.gather(*(wake(actor) for actor in batch))
         return sorted(again)
+
+
+async def _stored(activation: Activation, message: Message) -> str:
+    """Store a tell in its actor's inbox; its message id once durable."""
+    await activation.accept_tell(message)
+    assert message.idempotency_key is not None
+    return message.idempotency_key
 
 
 def _request(op: str, type_name: str, key: str, **fields: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from bayou import codec
 from bayou.errors import (
     BadRequest,
     BayouError,
+    CallTimeout,
     InternalError,
     PayloadTooLarge,
     Unavailable,
@@ -34,6 +35,11 @@ from bayou.link.frames import (
 )
 
 LinkHandler = Callable[[Any], Awaitable[Any]]
+# Answers a request without a task when it can: the reply's future and the loop time by
+# which it must be answered (else ``CallTimeout``), or None to have ``LinkHandler`` run it.
+FastHandler = Callable[[Any], "tuple[asyncio.Future[Any], float] | None"]
+
+_LATE = "no reply before the deadline; the call may still complete"
 
 
 class LinkServer:
@@ -44,7 +50,10 @@ class LinkServer:
     - every well-formed request frame gets exactly one response frame while the connection
       is open: the handler's result, the ``BayouError`` it raised, or ``InternalError`` for
       any other exception (logged with its traceback here; the traceback never leaves);
-    - at most ``max_concurrency`` handlers run at once. Beyond that the connection stops
+    - with ``fast``, a request that ``fast(payload)`` answers with a future gets its reply
+      when the future resolves, or ``CallTimeout`` at its deadline (the work goes on); no
+      task is made for it. Every other request runs ``handler(payload)`` in a task;
+    - at most ``max_concurrency`` requests are answered at once. Beyond that the connection stops
       reading until one finishes, so TCP backpressure slows the sender down instead of this
       silo queueing unbounded work (a task per request; the bound is what keeps it safe);
     - responses completed in the same event-loop turn leave in one websocket message;
@@ -63,6 +72,7 @@ class LinkServer:
         self,
         handler: LinkHandler,
         *,
+        fast: FastHandler | None = None,
         max_concurrency: int = 1024,
         max_msg_size: int = MAX_MESSAGE_BYTES,
         heartbeat: float = 5.0,
@@ -71,6 +81,7 @@ class LinkServer:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
         self.handler = handler
+        self.fast = fast
         self.max_concurrency = max_concurrency
         self.max_msg_size = max_msg_size
         self.heartbeat = heartbeat
@@ -133,7 +144,7 @@ class LinkServer:
                 await connection.serve()
         finally:
             self._connections.discard(connection)
-            connection.batcher.close()
+            connection.ended()
         return ws
 
     async def close(self, timeout: float | None = None) -> None:
@@ -145,10 +156,11 @@ class LinkServer:
         closed with 1001 (going away).
         """
         self._draining = True
-        if self._tasks:
-            await asyncio.wait(
-                set(self._tasks), timeout=self.drain_timeout if timeout is None else timeout
-            )
+        running: set[asyncio.Future[Any]] = set(self._tasks)
+        for connection in self._connections:
+            running.update(connection.waiting)
+        if running:
+            await asyncio.wait(running, timeout=self.drain_timeout if timeout is None else timeout)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(c.close() for c in list(self._connections)))
@@ -175,9 +187,16 @@ class _Connection:
         self.running = 0
         self.room: asyncio.Future[None] | None = None
         self.batcher = FrameBatcher(ws.send_bytes, server.max_msg_size, self._sent, self._failed)
+        # Requests answered by ``fast``: their future -> (request id, deadline). One timer,
+        # never later than the earliest deadline, stands for them all: a timer per request
+        # would cost more than the rest of its bookkeeping.
+        self.waiting: dict[asyncio.Future[Any], tuple[int, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     async def serve(self) -> None:
         server = self.server
+        fast = server.fast
         while True:
             msg = await self.ws.receive()
             if msg.type is WSMsgType.BINARY:
@@ -199,7 +218,8 @@ class _Connection:
                             self.answer_error(request_id, Unavailable("the silo is shutting down"))
                             continue
                     self.running += 1
-                    server._spawn(self, request_id, payload)
+                    if fast is None or not self._try_fast(fast, request_id, payload):
+                        server._spawn(self, request_id, payload)
             elif msg.type is WSMsgType.TEXT:
                 await self._reject(
                     ProtocolError(WSCloseCode.UNSUPPORTED_DATA, "text messages are not accepted")
@@ -222,6 +242,9 @@ class _Connection:
             log.exception("link request %d from %s failed", request_id, self.peer)
             self.answer_error(request_id, _internal())
             return
+        self.reply(request_id, result)
+
+    def reply(self, request_id: int, result: Any) -> None:
         try:
             frame = codec.pack([RESPONSE, request_id, True, result])
         except Exception:
@@ -239,6 +262,76 @@ class _Connection:
             return
         self.batcher.put(frame)
 
+    def _try_fast(self, fast: FastHandler, request_id: int, payload: Any) -> bool:
+        """Whether ``fast`` took the request (answered, or waiting on its future)."""
+        try:
+            found = fast(payload)
+        except BayouError as exc:
+            self.answer_error(request_id, exc)
+        except Exception:
+            log.exception("link request %d from %s failed", request_id, self.peer)
+            self.answer_error(request_id, _internal())
+        else:
+            if found is None:
+                return False
+            future, deadline = found
+            if future.done():
+                self._answer(request_id, future)
+            else:
+                self.waiting[future] = (request_id, deadline)
+                future.add_done_callback(self._resolved)
+                if self._timer is None or deadline < self._timer_at:
+                    self._arm(deadline)
+                return True
+        self.release()
+        return True
+
+    def _resolved(self, future: asyncio.Future[Any]) -> None:
+        entry = self.waiting.pop(future, None)
+        if entry is not None:  # else: answered CallTimeout already
+            self._answer(entry[0], future)
+            self.release()
+
+    def _answer(self, request_id: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self.answer_error(request_id, Unavailable("the request was cancelled; retry"))
+            return
+        exc = future.exception()
+        if exc is None:
+            self.reply(request_id, future.result())
+        elif isinstance(exc, BayouError):
+            self.answer_error(request_id, exc)
+        else:
+            log.error("link request %d from %s failed", request_id, self.peer, exc_info=exc)
+            self.answer_error(request_id, _internal())
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        late = [f for f, (_, deadline) in self.waiting.items() if deadline <= now]
+        for future in late:
+            request_id, _ = self.waiting.pop(future)
+            self.answer_error(request_id, CallTimeout(_LATE))
+            self.release()
+        if self.waiting:
+            self._arm(min(deadline for _, deadline in self.waiting.values()))
+
+    def ended(self) -> None:
+        """The connection is gone: stop sending; replies still to come are dropped."""
+        self.batcher.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for future in self.waiting:
+            future.remove_done_callback(self._resolved)
+        self.waiting.clear()
+
     def answer_error(self, request_id: int, exc: BayouError) -> None:
         try:
             frame = codec.pack([RESPONSE, request_id, False, exc.to_wire()["error"]])
@@ -249,6 +342,10 @@ class _Connection:
 
     def finished(self, task: asyncio.Task[None]) -> None:
         self.server._tasks.discard(task)
+        self.release()
+
+    def release(self) -> None:
+        """One request fewer being answered: the reader may go on if it waited for room."""
         self.running -= 1
         if self.room is not None and not self.room.done():
             self.room.set_result(None)

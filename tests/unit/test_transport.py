@@ -524,3 +524,113 @@ async def test_a_client_speaking_another_version_gets_a_clear_error(
     assert "refused the link (HTTP 400)" in caught.value.message
     assert "unsupported link protocol version '2'" in caught.value.message
     assert caught.value.detail["versions"] == "1"
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class FastPeer(Peer):
+    """A peer whose ``fast`` answers ``["future", name]`` requests from futures it holds."""
+
+    def __init__(self, **server_options: Any) -> None:
+        self.futures: dict[str, asyncio.Future[Any]] = {}
+        self.deadline = 5.0
+        self.arrived = asyncio.Event()
+        super().__init__(fast=self.fast, **server_options)
+
+    async def future_of(self, name: str) -> asyncio.Future[Any]:
+        """The future of request ``name``, once that request has arrived."""
+        while name not in self.futures:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.futures[name]
+
+    def fast(self, payload: Any) -> tuple[asyncio.Future[Any], float] | None:
+        op, arg = payload
+        if op == "fast-raise":
+            raise errors.BadRequest(arg)
+        if op == "fast-boom":
+            raise ValueError(arg)
+        if op != "future":
+            return None  # the task path answers it
+        loop = asyncio.get_running_loop()
+        future = self.futures.setdefault(arg, loop.create_future())
+        self.arrived.set()
+        return future, loop.time() + self.deadline
+
+
+async def test_fast_requests_are_answered_when_their_future_resolves(pool: LinkPool) -> None:
+    p = FastPeer()
+    await p.start()
+    try:
+        calls = [asyncio.create_task(pool.request(p.address, ["future", i], 5.0)) for i in "ab"]
+        (await p.future_of("b")).set_result("B")
+        assert await calls[1] == "B"
+        (await p.future_of("a")).set_exception(errors.ActorError("no", {"exception": "X"}))
+        with pytest.raises(errors.ActorError, match="no"):
+            await calls[0]
+        # Done already: answered at once. Not taken: the handler's task answers.
+        assert await pool.request(p.address, ["future", "b"], 5.0) == "B"
+        assert await pool.request(p.address, ["echo", "slow path"], 5.0) == "slow path"
+        assert p.calls == 1
+        with pytest.raises(errors.BadRequest, match="refused"):
+            await pool.request(p.address, ["fast-raise", "refused"], 5.0)
+        with pytest.raises(errors.InternalError):
+            await pool.request(p.address, ["fast-boom", "secret"], 5.0)
+    finally:
+        await p.stop()
+
+
+async def test_a_fast_request_past_its_deadline_gets_call_timeout(pool: LinkPool) -> None:
+    p = FastPeer()
+    p.deadline = 0.2
+    await p.start()
+    try:
+        started = time.monotonic()
+        late, later = (
+            asyncio.create_task(pool.request(p.address, ["future", name], 5.0))
+            for name in ("late", "later")
+        )
+        with pytest.raises(errors.CallTimeout, match="may still complete"):
+            await late
+        with pytest.raises(errors.CallTimeout):
+            await later
+        assert time.monotonic() - started < 2.0
+        # The work goes on; its outcome, once there, is what the next request gets.
+        p.futures["late"].set_result("done")
+        assert await pool.request(p.address, ["future", "late"], 5.0) == "done"
+        assert pool.connections_opened == 1
+    finally:
+        await p.stop()
+
+
+async def test_fast_requests_count_against_the_bound(pool: LinkPool) -> None:
+    p = FastPeer(max_concurrency=4)
+    await p.start()
+    try:
+        calls = [
+            asyncio.create_task(pool.request(p.address, ["future", str(i)], 5.0)) for i in range(10)
+        ]
+        await asyncio.sleep(0.2)
+        assert len(p.futures) == 4  # the reader waits for room
+        for i in range(10):
+            (await p.future_of(str(i))).set_result(i)
+        assert await asyncio.gather(*calls) == list(range(10))
+    finally:
+        await p.stop()
+
+
+async def test_draining_waits_for_fast_requests(pool: LinkPool) -> None:
+    p = FastPeer()
+    await p.start()
+    try:
+        call = asyncio.create_task(pool.request(p.address, ["future", "x"], 10.0))
+        future = await p.future_of("x")
+        closing = asyncio.create_task(p.server.close(timeout=5.0))
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        future.set_result("in flight")
+        assert await call == "in flight"
+        await closing
+    finally:
+        await p.stop()
