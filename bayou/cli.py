@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
     from bayou.runtime.silo import Silo
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+# Allocations between two young-generation collections in a silo process (Python's
+# default is 700). A turn allocates a few dozen short-lived objects, nearly all freed by
+# their reference counts, so the default collects every few calls and walks every call in
+# flight each time: a tenth of a silo's CPU. Garbage in cycles waits a little longer.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect less often, and never walk what start-up made (modules, classes, the app):
+    it lives as long as the process. For a silo process, once it has started."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def load_app(target: str) -> Any:
@@ -81,6 +97,7 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await silo.start()
+    tune_gc()
     where = (
         f"cluster {args.cluster} at {_redacted(args.redis)}" if args.redis else f"data {args.data}"
     )
