@@ -192,6 +192,11 @@ async def _read_body(request: web.Request) -> bytes:
     client's doing, so each failure is a 4xx."""
     seconds = request.app[SILO].settings.body_timeout
     try:
+        content = request.content
+        if content.is_eof() and content.exception() is None:
+            # Arrived whole already (a small body comes with its headers): reading it
+            # cannot wait, so it needs no timer, which cost a tenth of a small query.
+            return await request.read()
         async with asyncio.timeout(seconds):
             return await request.read()
     except (
