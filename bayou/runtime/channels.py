@@ -3,8 +3,10 @@
 Readers wait on the silo that owns the actor, without holding anything but a future: a
 commit that writes an event or stream items publishes them here, which wakes every reader
 waiting for them at once (a token written by an LLM-streaming actor reaches its reader
-within a loop turn of being durable). Reads themselves go to storage, so they work for
-actors that are not active, and after any crash.
+within a loop turn of being durable). A stream reader woken by the very items it waits
+for takes them from the published append, durable already, without going back to
+storage; every other read goes to storage, so reads work for actors that are not active,
+and after any crash.
 """
 
 from __future__ import annotations
@@ -31,34 +33,34 @@ class Channels:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._waiters: defaultdict[tuple[str, str, str], set[asyncio.Future[None]]] = defaultdict(
-            set
-        )
+        # A waiter's future resolves with what woke it: the stream's append, or None.
+        self._waiters: defaultdict[tuple[str, str, str], set[_Waiter]] = defaultdict(set)
 
-    def _wake(self, kind: str, actor: ActorKey, name: str) -> None:
+    def _wake(self, kind: str, actor: ActorKey, name: str, what: StreamAppend | None) -> None:
         for fut in self._waiters.pop((kind, str(actor), name), ()):
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(what)
 
     def published_event(self, actor: ActorKey, name: str) -> None:
-        self._wake("ev", actor, name)
+        self._wake("ev", actor, name, None)
 
     def published_stream(self, actor: ActorKey, append: StreamAppend) -> None:
-        self._wake("st", actor, append.name)
+        """``append`` was committed: wake its readers with it."""
+        self._wake("st", actor, append.name, append)
 
-    def _waiter(self, kind: str, actor: ActorKey, name: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def _waiter(self, kind: str, actor: ActorKey, name: str) -> _Waiter:
+        fut: _Waiter = asyncio.get_running_loop().create_future()
         self._waiters[(kind, str(actor), name)].add(fut)
         return fut
 
-    def _drop(self, kind: str, actor: ActorKey, name: str, fut: asyncio.Future[None]) -> None:
+    def _drop(self, kind: str, actor: ActorKey, name: str, fut: _Waiter) -> None:
         waiting = self._waiters.get((kind, str(actor), name))
         if waiting is not None:
             waiting.discard(fut)
             if not waiting:
                 del self._waiters[(kind, str(actor), name)]
 
-    async def _wait(self, fut: asyncio.Future[None], deadline: float) -> bool:
+    async def _wait(self, fut: _Waiter, deadline: float) -> bool:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return False
@@ -110,5 +112,23 @@ class Channels:
                     return {"items": items, "closed": done, "next": last + 1}
                 if meta.closed or not await self._wait(fut, deadline):
                     return {"items": [], "closed": meta.closed, "next": max(after + 1, 0)}
+                follows = _following(fut.result(), after, limit)
+                if follows is not None:
+                    return follows
             finally:
                 self._drop("st", actor, name, fut)
+
+
+_Waiter = asyncio.Future["StreamAppend | None"]
+
+
+def _following(append: StreamAppend | None, after: int, limit: int) -> dict[str, Any] | None:
+    """A read's answer straight from the append that woke it, if that append starts right
+    after ``after`` (else None: what lies between is read from storage)."""
+    if append is None or append.first_offset != after + 1:
+        return None
+    taken = append.items[:limit]
+    offsets = range(after + 1, after + 1 + len(taken))
+    items = [[offset, codec.unpack(item)] for offset, item in zip(offsets, taken, strict=True)]
+    done = append.closed and len(taken) == len(append.items)
+    return {"items": items, "closed": done, "next": after + 1 + len(taken)}

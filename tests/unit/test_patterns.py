@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import pytest
 
-from bayou import ActorError, App, BadRequest, DeadlockError, NotFound, SiloSettings
-from bayou.storage import MemoryStorage
+from bayou import ActorError, App, BadRequest, DeadlockError, NotFound, SiloSettings, codec
+from bayou.runtime.channels import _following
+from bayou.runtime.effects import StreamAppend
+from bayou.storage import ActorKey, MemoryStorage
 from bayou.testing import FakeClock, local_silo
 from tests.unit.pattern_actors import Hasher, Publisher, RingNode, Sink, Source
 
@@ -118,6 +121,47 @@ async def test_streams_are_read_in_order_while_they_grow_until_closed() -> None:
             "closed": True,
             "next": 4,
         }
+
+
+class CountingStorage(MemoryStorage):
+    """Counts kv reads: what a stream reader costs storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kv_reads = 0
+
+    async def kv_get(self, actor: ActorKey, keys: Sequence[str]) -> dict[str, bytes]:
+        self.kv_reads += 1
+        return await super().kv_get(actor, keys)
+
+
+async def test_a_waiting_reader_takes_the_items_that_woke_it_without_reading_storage() -> None:
+    storage = CountingStorage()
+    async with local_silo(APP, storage=storage) as silo:
+        await silo.call("publisher", "p", "emit", {"words": ["a"]})
+        readers = [
+            asyncio.ensure_future(silo.read_stream("publisher", "p", "log", after=0, wait=5))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.02)
+        reads_before = storage.kv_reads
+        await silo.call("publisher", "p", "emit", {"words": ["b", "c"], "close": True})
+        got = await asyncio.gather(*readers)
+        assert got == [{"items": [[1, "b"], [2, "c"]], "closed": True, "next": 3}] * 3
+        assert storage.kv_reads == reads_before  # answered from the committed append
+
+
+def test_an_append_answers_a_read_only_when_it_follows_on() -> None:
+    append = StreamAppend("log", 5, [codec.pack("x"), codec.pack("y")], closed=True)
+    assert _following(append, 4, 10) == {
+        "items": [[5, "x"], [6, "y"]],
+        "closed": True,
+        "next": 7,
+    }
+    # Past the limit the rest is read later; closed only once everything was returned.
+    assert _following(append, 4, 1) == {"items": [[5, "x"]], "closed": False, "next": 6}
+    assert _following(append, 3, 10) is None  # item 4 lies between: read from storage
+    assert _following(None, 4, 10) is None  # woken by something else
 
 
 async def test_timers_run_turns_and_end_with_the_activation() -> None:
