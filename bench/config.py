@@ -28,10 +28,25 @@ class Mode:
     recover_silos: int = 3
     scale_seconds: float = 0.0
     redis_benchmark_requests: int = 0
+    # streams: one measurement per (store, reader, pause between writes in ms, items);
+    # store "main" is the main silo (Redis; memory in smoke), "sqlite" an embedded one.
+    stream_runs: tuple[tuple[str, str, float, int], ...] = ()
+    stream_seconds: float = 30.0  # a writer stops there even if items are left
+    reminders: int = 0  # far-future reminders registered, one per actor
+    reminders_due: int = 0  # ... plus this many due already
+    reminders_fire: int = 0  # reminders set on a silo afterwards, due 2 s later; 0: no silo
 
 
 # Memory last: it is the one that grows with the budget left (and is skipped without).
 ALL = ("ceilings", "call", "query", "tell", "activate", "replay", "recover", "scale", "memory")
+# Streams and reminders would push quick mode past its two minutes: full mode (and --only).
+EVERY = (
+    *("ceilings", "call", "query", "tell", "activate", "replay", "streams", "reminders"),
+    *("recover", "scale", "memory"),
+)
+
+STORES = ("main", "sqlite")
+READERS = ("client", "ndjson", "sse")
 
 SMOKE = Mode(
     name="smoke",
@@ -42,7 +57,11 @@ SMOKE = Mode(
     actors=50,
     high=8,
     redis=False,
-    scenarios=("ceilings", "call"),
+    scenarios=("ceilings", "call", "streams", "reminders"),
+    stream_runs=(("main", "client", 0.0, 50),),
+    stream_seconds=10.0,
+    reminders=2_000,
+    reminders_due=10,
 )
 
 QUICK = Mode(
@@ -65,6 +84,14 @@ QUICK = Mode(
     recover_silos=2,
     scale_seconds=6.0,
     redis_benchmark_requests=200_000,
+    stream_runs=(
+        *(("main", reader, 0.0, 2_000) for reader in READERS),
+        ("sqlite", "client", 0.0, 2_000),
+    ),
+    stream_seconds=15.0,
+    reminders=100_000,
+    reminders_due=100,
+    reminders_fire=100,
 )
 
 FULL = Mode(
@@ -76,7 +103,7 @@ FULL = Mode(
     actors=10_000,
     high=256,
     redis=True,
-    scenarios=ALL,
+    scenarios=EVERY,
     activate=100_000,
     activate_serial=1_000,
     tells=20_000,
@@ -87,6 +114,18 @@ FULL = Mode(
     recover_silos=3,
     scale_seconds=15.0,
     redis_benchmark_requests=1_000_000,
+    # Back to back, then paced (an item every ~5 ms, like a fast LLM's tokens) so that the
+    # reader is always waiting when an item is written.
+    stream_runs=tuple(
+        (store, reader, gap, items)
+        for gap, items in ((0.0, 10_000), (5.0, 2_000))
+        for store in STORES
+        for reader in READERS
+    ),
+    stream_seconds=30.0,
+    reminders=1_000_000,
+    reminders_due=100,
+    reminders_fire=100,
 )
 
 MODES = {mode.name: mode for mode in (SMOKE, QUICK, FULL)}

@@ -19,7 +19,17 @@ from bench.config import MODES, Mode
 from bench.context import Bench, SkipScenario
 from bench.procs import ROOT
 from bench.progress import Progress
-from bench.scenarios import activate, calls, ceilings, memory, recover, replay, scale
+from bench.scenarios import (
+    activate,
+    calls,
+    ceilings,
+    memory,
+    recover,
+    reminders,
+    replay,
+    scale,
+    streams,
+)
 
 Scenario = Callable[[Bench], dict[str, Any]]
 
@@ -30,6 +40,8 @@ SCENARIOS: dict[str, Scenario] = {
     "tell": calls.run_tell,
     "activate": activate.run,
     "replay": replay.run,
+    "streams": streams.run,
+    "reminders": reminders.run,
     "recover": recover.run,
     "scale": scale.run,
     "memory": memory.run,
@@ -45,6 +57,8 @@ def planned_steps(mode: Mode, names: Sequence[str]) -> int:
         "tell": 3,
         "activate": 2,
         "replay": 2,
+        "streams": len(mode.stream_runs),
+        "reminders": 1 + (1 if mode.reminders_fire else 0),
         "memory": len(mode.memory),
         "recover": 2,
         "scale": 1,
@@ -106,7 +120,11 @@ def run(mode: Mode, names: Sequence[str], out_dir: Path, keep: bool = False) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="every scenario, in under 2 minutes")
+    group.add_argument(
+        "--quick",
+        action="store_true",
+        help="every scenario but streams and reminders, in under 2 minutes",
+    )
     group.add_argument("--smoke", action="store_true", help="seconds: the CI check")
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

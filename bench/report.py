@@ -119,6 +119,92 @@ def _rows(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ms(figures: dict[str, Any], *names: str) -> str:
+    return " / ".join(f"{figures[f'{name}_ms']:.2f}" for name in names)
+
+
+def _streams(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    out = [
+        f"## streams (a reader already waiting; goal: an item seen within "
+        f"{section['goal_ms']:g} ms of being written)",
+        "",
+        "One writer calls `streamer.emit` once per item (Python client over the link, one "
+        "call at a time, pausing as given between calls); the handler stamps the item with "
+        "`time.time()` right before `ctx.write_stream`, before its commit. *written -> seen*: "
+        "from that stamp to the reader's receipt (same machine, same clock). *reply -> seen*: "
+        "from the writer receiving its reply (the item was durable by then) to the reader's "
+        "receipt; negative when the reader was first. *written -> reply*: the stamp to the "
+        "writer's reply (the commit and the way back), the rest of written -> seen.",
+        "",
+        "| store | reader | pause ms | items seen | items/s "
+        "| written -> seen p50 / p90 / p99 / max ms | over goal "
+        "| written -> reply p50 / p99 ms | reply -> seen min / p50 / p99 / max ms "
+        "| call p50 / p99 ms |",
+        "|---|---|---:|---:|---:|---|---:|---|---|---|",
+    ]
+    for row in section["rows"]:
+        seen = f"{row['seen']:,} of {row['written']:,}"
+        if not row["complete_in_order"]:
+            seen += " **(not each once, in order)**"
+        out.append(
+            f"| {row['store']} | {row['reader']} | {row['gap_ms']:g} | {seen} "
+            f"| {_num(row['items_per_s'])} "
+            f"| {_ms(row['written_to_seen'], 'p50', 'p90', 'p99', 'max')} | {row['over_goal']} "
+            f"| {_ms(row['written_to_reply'], 'p50', 'p99')} "
+            f"| {_ms(row['reply_to_seen'], 'min', 'p50', 'p99', 'max')} "
+            f"| {_ms(row['call'], 'p50', 'p99')} |"
+        )
+    out.append("")
+    return out
+
+
+def _reminders(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    due = section["due"]
+    out = [
+        f"## reminders ({section['registered']:,} registered, one per actor, over "
+        f"{section['partitions']:,} partitions)",
+        "",
+        f"- registered in {section['register_s']} s: {section['api_registered']:,} through "
+        f"`Storage.reminder_set` (64 in flight) at {_num(section['api_per_s'])}/s, "
+        f"{section['pipelined_registered']:,} pipelined (the same fenced script) at "
+        f"{_num(section['pipelined_per_s'])}/s",
+        f"- Redis: {section['redis_used_mb']} MB used in all, "
+        f"{_num(section['bytes_per_reminder'])} bytes and "
+        f"{section['keys_per_reminder']} keys per reminder",
+        f"- one poll (`reminders_due` over every partition, limit {section['poll_limit']:,}), "
+        f"wall p50 / max of 20 and Redis's own time per poll; with nothing registered at "
+        f"all: {_ms(section['poll_empty'], 'p50', 'max', 'redis')} ms; "
+        f"with {section['registered']:,} registered (none due) / none registered: "
+        f"{_num(section['poll_growth'])} x wall, {_num(section['poll_redis_growth'])} x Redis",
+        "",
+        f"| registered (besides the {due} due) | poll, none due: p50 / max / Redis ms "
+        f"| poll, {due} due: p50 / max / Redis ms |",
+        "|---:|---|---|",
+    ]
+    out += [
+        f"| {row['registered']:,} | {_ms(row['none_due'], 'p50', 'max', 'redis')} "
+        f"| {_ms(row['due'], 'p50', 'max', 'redis')} |"
+        for row in section["polls"]
+    ]
+    fire = section.get("fire")
+    if fire:
+        out += [
+            "",
+            f"A silo started on that Redis (everything still registered) fired "
+            f"{fire['overdue_fired']} of {fire['overdue']} overdue reminders, the last "
+            f"{_num(fire['overdue_all_fired_after_ready_s'])} s after it was ready; of "
+            f"{fire['set']} set through it due 2 s later, {fire['fired']} fired, "
+            f"{_num(fire['lag_min_s'])} / {_num(fire['lag_p50_s'])} / "
+            f"{_num(fire['lag_max_s'])} s (min / p50 / max) after due.",
+        ]
+    out.append("")
+    return out
+
+
 def render(report: dict[str, Any]) -> str:
     m, v, results = report["machine"], report["versions"], report["results"]
     out = [
@@ -188,6 +274,8 @@ def render(report: dict[str, Any]) -> str:
             for r in rep["rows"]
         ]
         out.append("")
+    out += _streams(results.get("streams"))
+    out += _reminders(results.get("reminders"))
     mem = results.get("memory")
     if mem:
         out += [

@@ -33,5 +33,14 @@ def test_smoke_mode_writes_a_well_formed_report(tmp_path: Path) -> None:
     for run in ("bayou-link c8", "bayou-http c8", "raw-http c1"):
         assert call[run]["ops"] > 0 and call[run]["errors"] == 0
         assert call[run]["ratio"] is not None
+    [stream] = report["results"]["streams"]["rows"]
+    assert stream["written"] > 0 and stream["complete_in_order"]
+    assert stream["written_to_seen"]["p50_ms"] <= stream["written_to_seen"]["max_ms"]
+    reminders = report["results"]["reminders"]
+    assert reminders["registered"] > 0 and reminders["bytes_per_reminder"] > 0
+    assert [row["due"]["found"] for row in reminders["polls"]] == [reminders["due"]] * len(
+        reminders["polls"]
+    )
     markdown = (tmp_path / "latest-smoke.md").read_text()
     assert "## Ceilings" in markdown and "| bayou-link c8 |" in markdown
+    assert "## streams" in markdown and "## reminders" in markdown
