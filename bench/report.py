@@ -281,12 +281,14 @@ def render(report: dict[str, Any]) -> str:
         out += [
             f"## memory (silo RSS at start {mem['base_rss_mb']} MB)",
             "",
-            "| idle activations | RSS MB | bytes per activation |",
-            "|---:|---:|---:|",
+            f"The state model alone: {_num(mem.get('state_bytes'))} B per instance.",
+            "",
+            "| idle activations | RSS MB | bytes per activation | beyond the state |",
+            "|---:|---:|---:|---:|",
         ]
         out += [
             f"| {_num(r['activations'])} | {_num(r['rss_mb'])} "
-            f"| {_num(r['bytes_per_activation'])} |"
+            f"| {_num(r['bytes_per_activation'])} | {_num(r.get('beyond_state'))} |"
             for r in mem["rows"]
         ]
         out.append("")

@@ -2,18 +2,22 @@
 
 A standalone silo on the embedded store (so the store's data is on disk, not in the silo's
 memory); each actor is activated by one query, which journals nothing: what is measured is
-the activation itself and its (default) state.
+the activation itself and its (default) state. The state's own share is measured apart,
+the same way (RSS over many default instances of the counter's state model, in a process
+of its own), so that the runtime's cost per activation is the difference.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
 from bench.cluster import view
 from bench.context import Bench, SkipScenario
 from bench.loadgen import LoadSpec
-from bench.procs import rss_bytes
+from bench.procs import ROOT, rss_bytes
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -66,4 +70,35 @@ def run(bench: Bench) -> dict[str, Any]:
         bench.note(str(exc))
     finally:
         child.kill()  # a drain of a million activations would only cost time here
-    return {"base_rss_mb": round(base / 2**20, 1), "rows": rows}
+    state = state_bytes()
+    for row in rows:
+        row["beyond_state"] = row["bytes_per_activation"] - state
+    return {"base_rss_mb": round(base / 2**20, 1), "state_bytes": state, "rows": rows}
+
+
+_STATE_PROBE = """
+import gc, sys
+from bench.app import Tally
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+n = int(sys.argv[1])
+gc.collect()
+before = rss()
+held = [Tally() for _ in range(n)]
+gc.collect()
+print((rss() - before) // n - 8)  # less the list's pointer to each
+"""
+
+
+def state_bytes(count: int = 200_000) -> int:
+    """RSS per default instance of the counter's state model, as an activation holds it."""
+    out = subprocess.run(
+        [sys.executable, "-c", _STATE_PROBE, str(count)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,  # where ``bench`` imports from
+    )
+    return int(out.stdout.strip())
