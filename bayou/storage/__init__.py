@@ -18,6 +18,7 @@ from bayou.storage.contract import (
     Ownership,
     Reminder,
     Snapshot,
+    SnapshotPut,
     Storage,
 )
 from bayou.storage.factory import open_storage
@@ -52,6 +53,7 @@ __all__ = [
     "RedisStorage",
     "Reminder",
     "Snapshot",
+    "SnapshotPut",
     "SqliteStorage",
     "Storage",
     "open_storage",

@@ -111,6 +111,15 @@ class InboxPut:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotPut:
+    """One ``write_snapshot`` of a batch (``Storage.write_snapshots``)."""
+
+    actor: ActorKey
+    fence: Fence
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
 class ActorLoad:
     """Everything an activation reads from storage: the latest snapshot (None if none),
     the journal records after it, the pending steps of uncommitted invocations (as
@@ -173,6 +182,25 @@ class Storage(abc.ABC):
         Raises ``FencedWrite`` if the fence no longer holds. A snapshot older than the one
         stored is ignored (never moves the actor back in time).
         """
+
+    async def write_snapshots(self, batch: Sequence[SnapshotPut]) -> list[BaseException | None]:
+        """``write_snapshot`` of each, independently; one result per snapshot, in order:
+        None once written, or its ``FencedWrite``. A backend failure raises instead (a
+        snapshot rewritten is harmless: the same seq replaces, an older one is ignored).
+
+        The group committer sends the snapshots due in one loop turn here together. This
+        default writes them one after another; a backend overrides it to write them in one
+        round trip.
+        """
+        results: list[BaseException | None] = []
+        for put in batch:
+            try:
+                await self.write_snapshot(put.actor, put.fence, put.snapshot)
+            except FencedWrite as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     @abc.abstractmethod
     async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:

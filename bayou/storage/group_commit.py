@@ -4,19 +4,22 @@ Every commit submitted during one event-loop turn joins the same batch; while a 
 being written, new submissions wait for the next one. With at most one flush in flight
 the store sees one transaction (one fsync) per flush instead of one per invocation.
 Accepted tells (inbox puts) are batched the same way, into one ``Storage.inbox_put_many``
-per flush, written alongside the batch's commits.
+per flush, and so are snapshots (``Storage.write_snapshots``), written alongside the
+batch's commits: a busy silo snapshots each of its actors every ``snapshot_interval``,
+thousands a minute, which one round trip each made a tenth of its load.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from bayou.errors import BayouError, FencedWrite, StorageError
-from bayou.storage.contract import Commit, InboxPut, Storage
+from bayou.storage.contract import Commit, InboxPut, SnapshotPut, Storage
 
-_Pending = tuple[Commit | InboxPut, asyncio.Future[Any]]
+_Item = Commit | InboxPut | SnapshotPut
+_Pending = tuple[_Item, asyncio.Future[Any]]
 
 
 class GroupCommitter:
@@ -35,6 +38,7 @@ class GroupCommitter:
         self.batches_flushed = 0
         self.commits_flushed = 0
         self.inbox_flushed = 0
+        self.snapshots_flushed = 0
         # Commits storage refused because their fence no longer held, counted here so that a
         # rejection is seen even when its submitter was cancelled meanwhile.
         self.fenced = 0
@@ -63,7 +67,12 @@ class GroupCommitter:
         was waiting already); raises its ``FencedWrite`` or ``StorageError`` if it failed."""
         return bool(await self._submit(put))
 
-    async def _submit(self, item: Commit | InboxPut) -> Any:
+    async def submit_snapshot(self, put: SnapshotPut) -> None:
+        """Write ``put``'s snapshot (as ``Storage.write_snapshot``); raises its
+        ``FencedWrite`` or ``StorageError`` if it failed."""
+        await self._submit(put)
+
+    async def _submit(self, item: _Item) -> Any:
         if self._closed:
             raise StorageError("group committer is closed")
         loop = self._loop
@@ -105,21 +114,32 @@ class GroupCommitter:
 
     async def _flush(self, batch: Sequence[_Pending]) -> None:
         self.batches_flushed += 1
-        commits = [(c, f) for c, f in batch if not isinstance(c, InboxPut)]
-        puts = [(p, f) for p, f in batch if isinstance(p, InboxPut)]
+        commits: list[tuple[Commit, asyncio.Future[Any]]] = []
+        puts: list[tuple[InboxPut, asyncio.Future[Any]]] = []
+        snapshots: list[tuple[SnapshotPut, asyncio.Future[Any]]] = []
+        for item, future in batch:
+            if isinstance(item, Commit):
+                commits.append((item, future))
+            elif isinstance(item, InboxPut):
+                puts.append((item, future))
+            else:
+                snapshots.append((item, future))
         self.commits_flushed += len(commits)
         self.inbox_flushed += len(puts)
+        self.snapshots_flushed += len(snapshots)
+        writes: list[Awaitable[Sequence[Any]]] = []
+        if commits:
+            writes.append(self._write([c for c, _ in commits]))
+        if puts:
+            writes.append(self._put([p for p, _ in puts]))
+        if snapshots:
+            writes.append(self._snapshot([s for s, _ in snapshots]))
         try:
-            if puts and commits:
-                results = await asyncio.gather(
-                    self._write([c for c, _ in commits]), self._put([p for p, _ in puts])
-                )
-                outcomes = [*results[0], *results[1]]
-            elif puts:
-                outcomes = list(await self._put([p for p, _ in puts]))
+            if len(writes) == 1:
+                outcomes = list(await writes[0])
             else:
-                outcomes = list(await self._write([c for c, _ in commits]))
-            for (_, future), outcome in zip([*commits, *puts], outcomes, strict=True):
+                outcomes = [o for result in await asyncio.gather(*writes) for o in result]
+            for (_, future), outcome in zip([*commits, *puts, *snapshots], outcomes, strict=True):
                 if isinstance(outcome, FencedWrite):
                     self.fenced += 1
                 if future.done():  # the submitter was cancelled
@@ -137,43 +157,41 @@ class GroupCommitter:
             self._schedule()
 
     async def _write(self, commits: list[Commit]) -> Sequence[BaseException | None]:
-        """The store's per-commit outcomes; a failure of the whole call becomes each one's."""
-        try:
-            outcomes = await self.storage.commit(commits)
-        except asyncio.CancelledError:
-            raise
-        except BayouError as exc:
-            return [exc] * len(commits)
-        except Exception as exc:
-            error = StorageError(f"storage commit failed: {exc!r}")
-            error.__cause__ = exc
-            return [error] * len(commits)
-        if len(outcomes) != len(commits):
-            error = StorageError(
-                f"storage returned {len(outcomes)} outcomes for {len(commits)} commits"
-            )
-            return [error] * len(commits)
-        return outcomes
+        return await _outcomes(self.storage.commit, commits, "commit", "commits")
+
+    async def _snapshot(self, puts: list[SnapshotPut]) -> Sequence[BaseException | None]:
+        return await _outcomes(self.storage.write_snapshots, puts, "snapshot write", "snapshots")
 
     async def _put(self, puts: list[InboxPut]) -> Sequence[BaseException | bool]:
-        """The store's per-put outcomes; a failure of the whole call becomes each one's."""
-        try:
-            outcomes = await self.storage.inbox_put_many(puts)
-        except asyncio.CancelledError:
-            raise
-        except BayouError as exc:
-            return [exc] * len(puts)
-        except Exception as exc:
-            error = StorageError(f"storage inbox put failed: {exc!r}")
-            error.__cause__ = exc
-            return [error] * len(puts)
-        if len(outcomes) != len(puts):
-            error = StorageError(f"storage returned {len(outcomes)} outcomes for {len(puts)} puts")
-            return [error] * len(puts)
-        return outcomes
+        return await _outcomes(self.storage.inbox_put_many, puts, "inbox put", "puts")
 
     @staticmethod
     def _fail(batch: Sequence[_Pending], error: BaseException) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+async def _outcomes(
+    write: Callable[[list[_T]], Awaitable[Sequence[_R]]], items: list[_T], what: str, plural: str
+) -> Sequence[_R | BaseException]:
+    """The store's per-item outcomes of one batch call; a failure of the whole call becomes
+    each one's."""
+    try:
+        outcomes = await write(items)
+    except asyncio.CancelledError:
+        raise
+    except BayouError as exc:
+        return [exc] * len(items)
+    except Exception as exc:
+        error = StorageError(f"storage {what} failed: {exc!r}")
+        error.__cause__ = exc
+        return [error] * len(items)
+    if len(outcomes) != len(items):
+        error = StorageError(f"storage returned {len(outcomes)} outcomes for {len(items)} {plural}")
+        return [error] * len(items)
+    return outcomes

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio
 from redis.exceptions import RedisClusterException, RedisError
 
-from bayou.errors import StorageError
+from bayou.errors import BayouError, StorageError
 from bayou.storage import redis_clients
 from bayou.storage import redis_scripts as scripts
 from bayou.storage.batching import TurnBatcher
@@ -58,6 +58,7 @@ from bayou.storage.contract import (
     Ownership,
     Reminder,
     Snapshot,
+    SnapshotPut,
     Storage,
 )
 from bayou.storage.memory import (
@@ -381,17 +382,50 @@ class RedisStorage(Storage):
     async def write_snapshot(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> None:
         if actor.partition != fence.partition:
             raise scripts.wrong_partition(actor, fence)
-        keys = [
-            self.keys.owner(actor.partition),
-            self.keys.snapshot(actor),
-            self.keys.journal(actor),
-        ]
-        # The journal keeps records with seq > snapshot.seq: stream ids from <seq + 1>-0 up.
-        trim = journal_floor(snapshot.seq + 1)
-        args = [*_fence_args(fence), str(snapshot.seq), bytes(snapshot.data), trim]
+        keys, args = self._snapshot_call(actor, fence, snapshot)
         async with self._session("write_snapshot") as client:
             reply = await scripts.run(client, scripts.WRITE_SNAPSHOT, keys, args)
         scripts.check(reply, fence)
+
+    async def write_snapshots(self, batch: Sequence[SnapshotPut]) -> list[BaseException | None]:
+        """One ``WRITE_SNAPSHOT`` run per snapshot, all in one pipeline (one round trip)."""
+        results: list[BaseException | None] = [None] * len(batch)
+        sent: list[int] = []
+        calls: list[scripts.Call] = []
+        for i, put in enumerate(batch):
+            if put.actor.partition != put.fence.partition:
+                results[i] = scripts.wrong_partition(put.actor, put.fence)
+                continue
+            sent.append(i)
+            calls.append(self._snapshot_call(put.actor, put.fence, put.snapshot))
+        if not calls:
+            return results
+        async with self._session("write_snapshots") as client:
+            replies = await scripts.run_many(client, scripts.WRITE_SNAPSHOT, calls, self._wait())
+        for i, reply in zip(sent, replies, strict=True):
+            put = batch[i]
+            if isinstance(reply, StorageError):
+                results[i] = reply  # written, but too few replicas confirmed it in time
+            elif isinstance(reply, Exception):
+                results[i] = StorageError(f"{put.actor}: redis snapshot write failed: {reply}")
+            else:
+                try:
+                    scripts.check(reply, put.fence)
+                except BayouError as exc:
+                    results[i] = exc
+        return results
+
+    def _snapshot_call(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> scripts.Call:
+        keys = self.keys
+        own, snapshot_key, journal = (
+            keys.owner(actor.partition),
+            keys.snapshot(actor),
+            keys.journal(actor),
+        )
+        # The journal keeps records with seq > snapshot.seq: stream ids from <seq + 1>-0 up.
+        trim = journal_floor(snapshot.seq + 1)
+        args = (*_fence_args(fence), str(snapshot.seq), bytes(snapshot.data), trim)
+        return (own, snapshot_key, journal), args
 
     async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
         async with self._session("read_snapshot") as client:

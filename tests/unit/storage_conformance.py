@@ -25,6 +25,7 @@ from bayou.storage import (
     Ownership,
     Reminder,
     Snapshot,
+    SnapshotPut,
     Storage,
 )
 
@@ -552,6 +553,30 @@ class StorageConformance:
             await storage.write_snapshot(A, old, Snapshot(2, b"stale"))
         assert await storage.read_snapshot(A) is None
         assert await seqs(storage, A) == [1, 2]
+
+    async def test_write_snapshots_writes_each_independently(self, storage: Storage) -> None:
+        fence = await take(storage)
+        stale = await take(storage, partition=1)
+        await storage.claim(1, "s2", dead=["s1"])
+        other = ActorKey("t", "other", 1)
+        await storage.commit([Commit(A, fence, rec(s)) for s in range(1, 4)])
+        await storage.commit([Commit(B, fence, rec(s)) for s in range(1, 3)])
+        results = await storage.write_snapshots(
+            [
+                SnapshotPut(A, fence, Snapshot(2, b"a2")),
+                SnapshotPut(other, stale, Snapshot(1, b"stale")),
+                SnapshotPut(B, fence, Snapshot(2, b"b2")),
+                SnapshotPut(A, fence, Snapshot(1, b"older")),  # ignored: never back in time
+            ]
+        )
+        assert results[0] is None and results[2] is None and results[3] is None
+        assert isinstance(results[1], FencedWrite)
+        assert await storage.read_snapshot(A) == Snapshot(2, b"a2")
+        assert await storage.read_journal(A) == [rec(3)]
+        assert await storage.read_snapshot(B) == Snapshot(2, b"b2")
+        assert await storage.read_journal(B) == []
+        assert await storage.read_snapshot(other) is None
+        assert await storage.write_snapshots([]) == []
 
     # -- reminders -------------------------------------------------------------------------
 

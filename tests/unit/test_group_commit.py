@@ -16,6 +16,8 @@ from bayou.storage import (
     InboxMessage,
     InboxPut,
     MemoryStorage,
+    Snapshot,
+    SnapshotPut,
 )
 from tests.unit.storage_conformance import rec, take
 
@@ -27,6 +29,7 @@ class RecordingStorage(MemoryStorage):
         super().__init__()
         self.batches: list[int] = []
         self.put_batches: list[int] = []
+        self.snapshot_batches: list[int] = []
         self.gate: asyncio.Event | None = None
         self.fail_with: BaseException | None = None
         self.short_results = False
@@ -36,6 +39,12 @@ class RecordingStorage(MemoryStorage):
         if self.fail_with is not None:
             raise self.fail_with
         return await super().inbox_put_many(batch)
+
+    async def write_snapshots(self, batch: Sequence[SnapshotPut]) -> list[BaseException | None]:
+        self.snapshot_batches.append(len(batch))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await super().write_snapshots(batch)
 
     async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
         self.batches.append(len(batch))
@@ -219,6 +228,36 @@ async def test_inbox_put_failure_reaches_every_putter() -> None:
         return_exceptions=True,
     )
     assert all(type(o) is StorageError for o in outcomes)
+
+
+async def test_snapshots_share_batches_with_commits() -> None:
+    storage = RecordingStorage()
+    fence = await take(storage)
+    stale = await take(storage, partition=1)
+    await storage.claim(1, "s2", dead=["s1"])
+    committer = GroupCommitter(storage)
+    actors = [ActorKey("t", f"a{i}", 0) for i in range(40)]
+    await storage.commit([Commit(a, fence, rec(1)) for a in actors])
+
+    def snap(actor: ActorKey, fence: Fence = fence) -> SnapshotPut:
+        return SnapshotPut(actor, fence, Snapshot(1, actor.key.encode()))
+
+    outcomes = await asyncio.gather(
+        *(committer.submit_snapshot(snap(a)) for a in actors),
+        *(committer.submit(commit_for(fence, f"c{i}")) for i in range(10)),
+        committer.submit_snapshot(snap(ActorKey("t", "gone", 1), stale)),
+        return_exceptions=True,
+    )
+    assert outcomes[:50] == [None] * 50
+    assert isinstance(outcomes[50], FencedWrite)
+    assert storage.snapshot_batches == [41]  # one storage call for the loop turn's snapshots
+    assert committer.snapshots_flushed == 41 and committer.fenced == 1
+    assert await storage.read_snapshot(actors[7]) == Snapshot(1, b"a7")
+    assert await storage.read_journal(actors[7]) == []
+
+    storage.fail_with = RuntimeError("disk on fire")
+    with pytest.raises(StorageError, match="snapshot write failed"):
+        await committer.submit_snapshot(snap(actors[0]))
 
 
 def test_max_batch_must_be_positive() -> None:
