@@ -118,12 +118,12 @@ class GroupCommitter:
         puts: list[tuple[InboxPut, asyncio.Future[Any]]] = []
         snapshots: list[tuple[SnapshotPut, asyncio.Future[Any]]] = []
         for item, future in batch:
-            if isinstance(item, Commit):
-                commits.append((item, future))
-            elif isinstance(item, InboxPut):
+            if isinstance(item, InboxPut):
                 puts.append((item, future))
-            else:
+            elif isinstance(item, SnapshotPut):
                 snapshots.append((item, future))
+            else:
+                commits.append((item, future))
         self.commits_flushed += len(commits)
         self.inbox_flushed += len(puts)
         self.snapshots_flushed += len(snapshots)
@@ -152,6 +152,12 @@ class GroupCommitter:
             # The loop is shutting down mid-write: the outcome is unknown to everyone.
             self._fail(batch, StorageError("group commit cancelled; outcome unknown"))
             raise
+        except Exception as exc:
+            # A fault of ours, not the store's verdict: whatever landed is unknown, and no
+            # submitter may be left waiting forever for an answer.
+            error = StorageError(f"group commit failed: {exc!r}; outcome unknown")
+            error.__cause__ = exc
+            self._fail(batch, error)
         finally:
             self._flushing = None
             self._schedule()

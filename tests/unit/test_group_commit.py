@@ -260,6 +260,19 @@ async def test_snapshots_share_batches_with_commits() -> None:
         await committer.submit_snapshot(snap(actors[0]))
 
 
+async def test_a_fault_of_the_committer_fails_its_batch_instead_of_hanging_it() -> None:
+    class Broken(MemoryStorage):
+        async def commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
+            return None  # type: ignore[return-value]  # not even a list: a bug, not a verdict
+
+    storage = Broken()
+    fence = await take(storage)
+    committer = GroupCommitter(storage)
+    with pytest.raises(StorageError, match="outcome unknown"):
+        await asyncio.wait_for(committer.submit(commit_for(fence, "a")), 5)
+    await committer.close()
+
+
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommitter(MemoryStorage(), max_batch=0)
