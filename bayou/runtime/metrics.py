@@ -201,16 +201,11 @@ class _CallWatch:
         self.started = now()
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            failure: BaseException | None = asyncio.CancelledError()
-        else:
-            failure = future.exception()
-        if failure is None and future.get_loop().time() <= self.deadline:
+        failure = _failure(future, self.deadline)
+        if failure is None:
             self.stats.observe("ok", now() - self.started)
-            return
-        if failure is None:  # answered past the deadline: its caller got a CallTimeout
-            failure = CallTimeout("no reply before the deadline; the call may still complete")
-        self.telemetry.call_failed(self.type_name, self.method, self.key, self.started, failure)
+        else:
+            self.telemetry.call_failed(self.type_name, self.method, self.key, self.started, failure)
 
 
 class _TellWatch:
@@ -228,16 +223,22 @@ class _TellWatch:
         self.deadline = deadline
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            failure: BaseException | None = asyncio.CancelledError()
-        else:
-            failure = future.exception()
-        if failure is None and future.get_loop().time() <= self.deadline:
-            self.telemetry.tell_done(self.type_name, self.method)
-            return
+        failure = _failure(future, self.deadline)
         if failure is None:
-            failure = CallTimeout("no reply before the deadline; the call may still complete")
-        self.telemetry.tell_failed(self.type_name, self.method, self.key, failure)
+            self.telemetry.tell_done(self.type_name, self.method)
+        else:
+            self.telemetry.tell_failed(self.type_name, self.method, self.key, failure)
+
+
+def _failure(future: asyncio.Future[Any], deadline: float) -> BaseException | None:
+    """What a watched request's caller got instead of its answer, or None if it got it:
+    the future's exception, or ``CallTimeout`` if it resolved past ``deadline``."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    failure = future.exception()
+    if failure is None and future.get_loop().time() > deadline:
+        return CallTimeout("no reply before the deadline; the call may still complete")
+    return failure
 
 
 def telemetry_of(silo: Silo) -> Telemetry:
