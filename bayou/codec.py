@@ -28,3 +28,22 @@ def pack(value: Any) -> bytes:
 def unpack(data: bytes) -> Any:
     """Decode what ``pack`` wrote; str stays str and bytes stays bytes."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items: followed by ``n`` packed values it
+    is the packing of that array, without packing the values again."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def map_header(n: int) -> bytes:
+    """The msgpack header of a map of ``n`` pairs (as ``array_header``)."""
+    if n < 16:
+        return bytes((0x80 | n,))
+    if n < 1 << 16:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")

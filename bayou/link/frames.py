@@ -50,12 +50,7 @@ class ProtocolError(Exception):
         return self.reason.encode()[:120]
 
 
-def _array_header(n: int) -> bytes:
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 1 << 16:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
+_array_header = codec.array_header
 
 
 def decode_message(data: bytes, kind: int) -> list[list[Any]]:

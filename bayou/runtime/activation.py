@@ -953,7 +953,9 @@ class Activation:
                 running[run.run_id] = run.ctx.steps[: run.ctx.persisted]
             else:
                 running.setdefault(run.run_id, run.recorded)
-        body = SnapshotBody(state=state, dedup=self.dedup.dump(), taken_at=now, workflows=running)
+        body = SnapshotBody(
+            state, [], taken_at=now, workflows=running, dedup_packed=self.dedup.dump_packed()
+        )
         try:
             # Through the committer: the snapshots due in one loop turn share a round trip.
             await self.catalog.committer.submit_snapshot(

@@ -125,6 +125,11 @@ class DedupWindow:
     size: int
     max_age: float
     entries: dict[str, DedupEntry] = field(default_factory=lambda: _NO_ENTRIES)
+    # Each entry's row of ``dump()``, packed by an earlier ``dump_packed()``: a hot actor's
+    # window holds thousands of entries and is snapshotted every few hundred calls, so
+    # packing them all again each time made its snapshots, and the turns waiting behind
+    # them, the slowest of its calls.
+    packed: dict[str, bytes] | None = None
 
     def get(self, key: str) -> DedupEntry | None:
         return self.entries.get(key)
@@ -132,6 +137,8 @@ class DedupWindow:
     def add(self, key: str, entry: DedupEntry) -> None:
         if self.entries is _NO_ENTRIES:
             self.entries = {}
+        if self.packed is not None:
+            self.packed.pop(key, None)
         self.entries[key] = entry
 
     def prune(self, now: float) -> None:
@@ -142,35 +149,72 @@ class DedupWindow:
         for key in list(self.entries)[:excess]:  # dicts keep insertion order: oldest first
             if hard_excess > 0 or now - self.entries[key].at > self.max_age:
                 del self.entries[key]
+                if self.packed is not None:
+                    self.packed.pop(key, None)
                 hard_excess -= 1
             else:
                 break
 
     def dump(self) -> list[Any]:
-        return [
-            [key, e.seq, e.fingerprint, e.outcome.reply, e.outcome.error, e.at]
-            for key, e in self.entries.items()
-        ]
+        return [_row(key, e) for key, e in self.entries.items()]
+
+    def dump_packed(self) -> bytes:
+        """``codec.pack(self.dump())``, packing only the entries added since the last call."""
+        entries = self.entries
+        if not entries:
+            return codec.array_header(0)
+        packed = self.packed
+        if packed is None:
+            packed = self.packed = {}
+        parts = [codec.array_header(len(entries))]
+        for key, entry in entries.items():
+            row = packed.get(key)
+            if row is None:
+                row = packed[key] = codec.pack(_row(key, entry))
+            parts.append(row)
+        return b"".join(parts)
 
     def load(self, rows: list[Any]) -> None:
         for key, seq, fp, reply, error, at in rows:
             self.add(key, DedupEntry(seq, fp, Outcome(reply, error), at))
 
 
+def _row(key: str, e: DedupEntry) -> list[Any]:
+    return [key, e.seq, e.fingerprint, e.outcome.reply, e.outcome.error, e.at]
+
+
 @dataclass(slots=True)
 class SnapshotBody:
-    """An actor's state (plain data; None for entities) and its dedup window."""
+    """An actor's state (plain data; None for entities) and its dedup window.
+
+    To encode, the window may come as ``dedup_packed`` (``DedupWindow.dump_packed()``)
+    instead of as ``dedup`` rows; decoding always gives the rows.
+    """
 
     state: Any
     dedup: list[Any]
     taken_at: float
     workflows: dict[str, list[Step]] = field(default_factory=dict)  # steps of running runs
+    dedup_packed: bytes | None = None
 
     def encode(self) -> bytes:
-        body = {"v": RECORD_VERSION, "st": self.state, "d": self.dedup, "t": self.taken_at}
+        """The msgpack map ``{v, st, d, t[, wf]}``; ``dedup_packed`` is spliced in as is,
+        giving the very bytes that packing the rows would."""
+        dedup = self.dedup_packed
+        if dedup is None:
+            dedup = codec.pack(self.dedup)
+        pairs: list[tuple[str, bytes]] = [
+            ("v", codec.pack(RECORD_VERSION)),
+            ("st", codec.pack(self.state)),
+            ("d", dedup),
+            ("t", codec.pack(self.taken_at)),
+        ]
         if self.workflows:
-            body["wf"] = self.workflows
-        return codec.pack(body)
+            pairs.append(("wf", codec.pack(self.workflows)))
+        parts = [codec.map_header(len(pairs))]
+        for name, value in pairs:
+            parts += (codec.pack(name), value)
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> SnapshotBody:
