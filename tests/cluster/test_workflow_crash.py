@@ -34,7 +34,9 @@ async def test_workflows_resume_after_sigkill_and_finish_once(tmp_path: Path) ->
             assert lines == ["plan: submitted for approval", "plan: approved by kim"]
             deadline = time.monotonic() + 60
             while (runs := await batch.workflow_runs()) and runs[-1]["status"] != "completed":
-                assert time.monotonic() < deadline, runs
+                # Normally done in about 2 s: a run still stuck after a minute is a hang,
+                # seen about once in ten full runs; say what the silo was doing.
+                assert time.monotonic() < deadline, _stuck(runs, silo.log())
                 await asyncio.sleep(0.05)
             totals = await batch.totals()
             assert totals["processed"] == 140  # every chunk accounted exactly once
@@ -54,3 +56,8 @@ async def _archived(tmp_path: Path) -> list[str]:
     with sqlite3.connect(tmp_path / "silo.db") as db:
         rows = db.execute("SELECT v FROM kv WHERE k = ?", ("\x01wh",)).fetchall()
     return [run for (value,) in rows for run in codec.unpack(value)]
+
+
+def _stuck(runs: list[dict[str, object]], log: str) -> str:
+    summary = [(r.get("run"), r.get("status")) for r in runs]
+    return f"the batch did not finish; runs {summary}\nsilo log (tail):\n{log}"
