@@ -18,6 +18,7 @@ from bayou.errors import (
     SiloUnreachable,
     error_class,
 )
+from bayou.link.deadlines import Deadlines
 from bayou.link.frames import (
     LINK_ROUTE,
     MAX_MESSAGE_BYTES,
@@ -166,12 +167,9 @@ class _Link:
         self.failure: SiloUnreachable | None = None
         self.open = False
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        # Pending requests' (loop-time deadline, timeout), and the one timer standing for
-        # them: armed no later than the earliest deadline.
-        self._deadlines: dict[int, tuple[float, float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._loop = asyncio.get_running_loop()
+        # Pending requests' timeouts behind one timer (request id -> timeout in seconds).
+        self._deadlines: Deadlines[int, float] = Deadlines(self._loop, self._expired)
         self._next_id = 0
         # Frames of requests made while connecting; they go out in the first message.
         self._early: list[bytes] | None = []
@@ -199,38 +197,22 @@ class _Link:
         # Not asyncio.timeout(): a CallTimeout the peer itself sent cannot be mistaken for
         # ours. And not a timer per request: one timer, never later than the earliest
         # deadline, stands for every pending request.
-        deadline = loop.time() + timeout
-        self._deadlines[request_id] = (deadline, timeout)
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
+        self._deadlines.add(request_id, loop.time() + timeout, timeout)
         try:
             return await future
         finally:
             self._pending.pop(request_id, None)
-            self._deadlines.pop(request_id, None)
+            self._deadlines.pop(request_id)
 
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        late = [(rid, t) for rid, (deadline, t) in self._deadlines.items() if deadline <= now]
-        for request_id, timeout in late:
-            del self._deadlines[request_id]
-            future = self._pending.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_exception(
-                    CallTimeout(
-                        f"no reply from {self.address} within {timeout}s",
-                        {"address": self.address, "timeout": timeout},
-                    )
+    def _expired(self, request_id: int, timeout: float) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(
+                CallTimeout(
+                    f"no reply from {self.address} within {timeout}s",
+                    {"address": self.address, "timeout": timeout},
                 )
-        if self._deadlines:
-            self._arm(min(deadline for deadline, _ in self._deadlines.values()))
+            )
 
     async def close(self, reason: str) -> None:
         self._fail(SiloUnreachable(reason, {"address": self.address}))
@@ -334,9 +316,6 @@ class _Link:
             self.failure = exc
         self.pool._dropped(self)
         self._early = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._deadlines.clear()
         pending, self._pending = self._pending, {}
         for future in pending.values():

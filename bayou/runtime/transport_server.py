@@ -18,6 +18,7 @@ from bayou.errors import (
     PayloadTooLarge,
     Unavailable,
 )
+from bayou.link.deadlines import Deadlines
 from bayou.link.frames import (
     LINK_ROUTE,
     MAX_MESSAGE_BYTES,
@@ -187,12 +188,10 @@ class _Connection:
         self.running = 0
         self.room: asyncio.Future[None] | None = None
         self.batcher = FrameBatcher(ws.send_bytes, server.max_msg_size, self._sent, self._failed)
-        # Requests answered by ``fast``: their future -> (request id, deadline). One timer,
-        # never later than the earliest deadline, stands for them all: a timer per request
-        # would cost more than the rest of its bookkeeping.
-        self.waiting: dict[asyncio.Future[Any], tuple[int, float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        # Requests answered by ``fast``: their future -> request id, behind one timer.
+        self.waiting: Deadlines[asyncio.Future[Any], int] = Deadlines(
+            asyncio.get_running_loop(), self._late
+        )
 
     async def serve(self) -> None:
         server = self.server
@@ -278,18 +277,16 @@ class _Connection:
             if future.done():
                 self._answer(request_id, future)
             else:
-                self.waiting[future] = (request_id, deadline)
+                self.waiting.add(future, deadline, request_id)
                 future.add_done_callback(self._resolved)
-                if self._timer is None or deadline < self._timer_at:
-                    self._arm(deadline)
                 return True
         self.release()
         return True
 
     def _resolved(self, future: asyncio.Future[Any]) -> None:
-        entry = self.waiting.pop(future, None)
-        if entry is not None:  # else: answered CallTimeout already
-            self._answer(entry[0], future)
+        request_id = self.waiting.pop(future)
+        if request_id is not None:  # else: answered CallTimeout already
+            self._answer(request_id, future)
             self.release()
 
     def _answer(self, request_id: int, future: asyncio.Future[Any]) -> None:
@@ -305,30 +302,14 @@ class _Connection:
             log.error("link request %d from %s failed", request_id, self.peer, exc_info=exc)
             self.answer_error(request_id, _internal())
 
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = asyncio.get_running_loop().time()
-        late = [f for f, (_, deadline) in self.waiting.items() if deadline <= now]
-        for future in late:
-            request_id, _ = self.waiting.pop(future)
-            self.answer_error(request_id, CallTimeout(_LATE))
-            self.release()
-        if self.waiting:
-            self._arm(min(deadline for _, deadline in self.waiting.values()))
+    def _late(self, future: asyncio.Future[Any], request_id: int) -> None:
+        self.answer_error(request_id, CallTimeout(_LATE))
+        self.release()
 
     def ended(self) -> None:
         """The connection is gone: stop sending; replies still to come are dropped."""
         self.batcher.close()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for future in self.waiting:
+        for future in list(self.waiting):
             future.remove_done_callback(self._resolved)
         self.waiting.clear()
 
