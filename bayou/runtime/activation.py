@@ -469,10 +469,13 @@ class Activation:
         self._close(Unavailable(f"{self.actor_key} moved to another silo; retry"))
 
     def is_idle(self) -> bool:
-        """Whether the activation may be passivated: nothing queued or in flight, and any
-        workflow run parked in a durable wait that a wake reminder or a message ends."""
+        """Whether the activation may be passivated: nothing queued or in flight, every
+        tell it sent delivered, and any workflow run parked in a durable wait that a wake
+        reminder or a message ends."""
         if self.status != "active" or not self._quiet or self._queue:
             return False
+        if self._outbox is not None and not self._outbox.idle():
+            return False  # its snapshot would wait for the tells; keep sending them
         runs = self._runs
         if not runs:
             return True
@@ -846,6 +849,7 @@ class Activation:
             inbox_ack=message.inbox_id,
             clear_steps=ctx.invocation_id if (ctx.persisted or had_steps) else None,
             reminders=reminders,
+            sends=bool(outgoing),
         )
         try:
             await self.catalog.committer.submit(commit)

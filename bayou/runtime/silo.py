@@ -689,8 +689,10 @@ class Silo:
         await self.storage.reminder_cancel(fence, actor, reminder.name)
 
     async def wake_inboxes(self, partitions: list[int]) -> None:
-        """Activate actors of these partitions that have tells waiting (after a crash, a
-        hand-off, or a storage failure that closed an activation).
+        """Activate actors of these partitions that have tells waiting in their inbox, or
+        journaled tells of their own that may not have gone out (after a crash, a hand-off,
+        or a storage failure that closed an activation); activating them replays the
+        journal, which sends those again.
 
         Nothing else runs those tells if no new message comes for their actors, so a
         retryable failure (storage away, the lease unconfirmed) is tried again, backing
@@ -712,23 +714,27 @@ class Silo:
     async def _wake_once(self, partitions: list[int]) -> list[int]:
         """One pass of ``wake_inboxes``; the partitions to try again."""
         waiting = await self.storage.inbox_actors(partitions)
+        sending = await self.storage.outbox_actors(partitions)
+        if sending:
+            listed = set(waiting)
+            waiting += [actor for actor in sending if actor not in listed]
         deadline = asyncio.get_running_loop().time() + self.settings.claim_wait * 2
         again: set[int] = set()
 
         async def wake(actor: ActorKey) -> None:
             spec = self.app.spec(actor.type)
             if spec is None:
-                log.warning("inbox of %s waits, but this app has no such type", actor)
+                log.warning("tells of %s wait, but this app has no such type", actor)
                 return
             try:
                 if self._owner_of(actor.type, actor.key) != self.silo_id:
                     return
                 await self._activation(spec, actor.key, deadline)
             except RETRYABLE as exc:
-                log.warning("cannot activate %s to drain its inbox yet: %s", actor, exc)
+                log.warning("cannot activate %s to send or take its tells yet: %s", actor, exc)
                 again.add(actor.partition)
             except Exception:
-                log.exception("could not activate %s to drain its inbox", actor)
+                log.exception("could not activate %s to send or take its tells", actor)
 
         for start in range(0, len(waiting), 64):
             batch = waiting[start : start + 64]

@@ -160,6 +160,7 @@ async def _commit_workflow_record(
             kv_writes=writes,
             inbox_ack=inbox_ack,
             reminders=dict(effects.reminders),
+            sends=bool(outgoing),
         )
         await activation.catalog.committer.submit(commit)
         activation.seq = seq

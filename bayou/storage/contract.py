@@ -89,7 +89,10 @@ class Commit:
     removes the inbox message this invocation consumed; ``clear_steps`` drops the pending
     step results recorded under that invocation id (they now live in ``record``).
     ``reminders`` maps a reminder name of this actor to its new definition (set or
-    replace), or to None to cancel it.
+    replace), or to None to cancel it. ``sends`` says the record carries tells that are
+    delivered after the commit: the actor is then listed by ``outbox_actors`` until a
+    snapshot at or past this record, so that a crash before delivery, or an activation
+    that nothing else wakes, cannot strand them in the journal.
     """
 
     actor: ActorKey
@@ -99,6 +102,7 @@ class Commit:
     inbox_ack: str | None = None
     clear_steps: str | None = None
     reminders: Mapping[str, Reminder | None] = field(default_factory=dict)
+    sends: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +181,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def write_snapshot(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> None:
-        """Store the snapshot and trim the journal up to and including ``snapshot.seq``.
+        """Store the snapshot and trim the journal up to and including ``snapshot.seq``;
+        the actor leaves ``outbox_actors`` if its last record with tells is at or below
+        ``snapshot.seq`` (the runtime snapshots only once those tells are delivered).
 
         Raises ``FencedWrite`` if the fence no longer holds. A snapshot older than the one
         stored is ignored (never moves the actor back in time).
@@ -243,6 +249,12 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
         """Actors of these partitions that have waiting messages (to wake after a restart)."""
+
+    @abc.abstractmethod
+    async def outbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        """Actors of these partitions with a journal record that carries tells (``Commit.
+        sends``) after their latest snapshot: their tells may not all have been delivered,
+        so a new owner activates them to send those again. Ordered as ``inbox_actors``."""
 
     # -- steps (results of ctx.run persisted before the invocation commits) ----------------
 

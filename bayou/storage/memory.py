@@ -152,6 +152,7 @@ class _ActorRecords:
     kv: dict[str, bytes] = field(default_factory=dict)
     inbox: dict[str, bytes] = field(default_factory=dict)
     steps: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    sends_seq: int = 0  # the last record with tells, while no snapshot covers it; else 0
 
 
 class MemoryStorage(Storage):
@@ -272,6 +273,8 @@ class MemoryStorage(Storage):
             records.inbox.pop(commit.inbox_ack, None)
         if commit.clear_steps is not None:
             records.steps.pop(commit.clear_steps, None)
+        if commit.sends:
+            records.sends_seq = max(records.sends_seq, seq)
         for name, reminder in commit.reminders.items():
             if reminder is None:
                 self._drop_reminder(commit.actor, name)
@@ -301,6 +304,8 @@ class MemoryStorage(Storage):
         records.snapshot = Snapshot(snapshot.seq, bytes(snapshot.data))
         for seq in [s for s in records.journal if s <= snapshot.seq]:
             del records.journal[seq]
+        if records.sends_seq <= snapshot.seq:
+            records.sends_seq = 0
 
     async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
         self._check_open()
@@ -341,6 +346,16 @@ class MemoryStorage(Storage):
             ActorKey(type_name, key, records.partition)
             for (type_name, key), records in self._actors.items()
             if records.inbox and records.partition in wanted
+        ]
+        return sorted(found, key=lambda a: (a.partition, a.type, a.key))
+
+    async def outbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        self._check_open()
+        wanted = set(partitions)
+        found = [
+            ActorKey(type_name, key, records.partition)
+            for (type_name, key), records in self._actors.items()
+            if records.sends_seq and records.partition in wanted
         ]
         return sorted(found, key=lambda a: (a.partition, a.type, a.key))
 

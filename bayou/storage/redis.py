@@ -74,6 +74,7 @@ from bayou.storage.redis_keys import (
     decode_reminder_member,
     decode_reminder_value,
     decode_step_field,
+    encode_actor,
     encode_reminder_value,
     journal_floor,
     journal_seq,
@@ -314,7 +315,7 @@ class RedisStorage(Storage):
         """A commit as ``COMMIT_MANY`` takes it: a plain append when the turn wrote only its
         record (and maybe acked its inbox message: no kv, steps or reminders), else the
         whole commit."""
-        if commit.kv_writes or commit.reminders or commit.clear_steps:
+        if commit.kv_writes or commit.reminders or commit.clear_steps or commit.sends:
             return self._commit_call(commit)
         fence, record = commit.fence, commit.record
         args = (fence.silo, str(fence.epoch), str(record.seq), bytes(record.data))
@@ -362,6 +363,7 @@ class RedisStorage(Storage):
             *reminds,
             str(len(cancels) // 2),
             *cancels,
+            "1" if commit.sends else "0",
         ]
         return keys, args
 
@@ -417,15 +419,17 @@ class RedisStorage(Storage):
 
     def _snapshot_call(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> scripts.Call:
         keys = self.keys
-        own, snapshot_key, journal = (
+        own, snapshot_key, journal, outboxes = (
             keys.owner(actor.partition),
             keys.snapshot(actor),
             keys.journal(actor),
+            keys.outboxes(actor.partition),
         )
         # The journal keeps records with seq > snapshot.seq: stream ids from <seq + 1>-0 up.
         trim = journal_floor(snapshot.seq + 1)
-        args = (*_fence_args(fence), str(snapshot.seq), bytes(snapshot.data), trim)
-        return (own, snapshot_key, journal), args
+        member = encode_actor(actor)
+        args = (*_fence_args(fence), str(snapshot.seq), bytes(snapshot.data), trim, member)
+        return (own, snapshot_key, journal, outboxes), args
 
     async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
         async with self._session("read_snapshot") as client:
@@ -547,6 +551,22 @@ class RedisStorage(Storage):
                 pruned = await scripts.run_many(client, scripts.INBOXES_PRUNE, calls)
                 found = [f for f, gone in zip(found, pruned, strict=True) if gone != 1]
         return sorted((actor for actor, _ in found), key=lambda a: (a.partition, a.type, a.key))
+
+    async def outbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return []
+        async with self._session("outbox_actors") as client:
+            pipe = client.pipeline(transaction=False)
+            for partition in wanted:
+                pipe.hkeys(self.keys.outboxes(partition))
+            members: list[list[bytes]] = await pipe.execute()
+        found = [
+            decode_actor(member, partition)
+            for partition, group in zip(wanted, members, strict=True)
+            for member in group
+        ]
+        return sorted(found, key=lambda a: (a.partition, a.type, a.key))
 
     # -- steps -----------------------------------------------------------------------------
 

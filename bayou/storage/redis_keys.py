@@ -5,6 +5,8 @@ Layout (``c`` = cluster name, ``p`` = partition number, ``A`` = an encoded actor
     bayou:{c:p}:own         hash    {silo, epoch}: the partition's owner; ``silo`` absent
                                     once released, ``epoch`` kept for the next claim
     bayou:{c:p}:inboxes     set     encoded actors of the partition with waiting messages
+    bayou:{c:p}:ob          hash    encoded actor -> seq of its last journal record with
+                                    tells, while no snapshot covers that record
     bayou:{c:p}:j:A         stream  journal; entry id ``<seq>-1``, one field ``d`` = record
     bayou:{c:p}:jx:A        stream  scratch copy of the journal, alive only inside the commit
                                     script that inserts a record below the newest one
@@ -209,7 +211,8 @@ class ActorKeys:
     steps: bytes
     reminders: bytes
     reminder_index: bytes
-    member: bytes  # the actor as stored in ``inboxes``
+    outboxes: bytes
+    member: bytes  # the actor as stored in ``inboxes`` and ``outboxes``
 
     def all(self) -> tuple[bytes, ...]:
         """Every key above (not ``member``, which is a value)."""
@@ -225,6 +228,7 @@ class ActorKeys:
             self.journal_scratch,
             self.reminders,
             self.reminder_index,
+            self.outboxes,
         )
 
 
@@ -260,6 +264,11 @@ class KeySpace:
     def inboxes(self, partition: int) -> bytes:
         """Set of encoded actors with waiting messages; no TTL, emptied by acks."""
         return self._partition_key(partition, b"inboxes")
+
+    def outboxes(self, partition: int) -> bytes:
+        """Hash encoded actor -> seq of its last record with tells; no TTL, emptied by
+        the snapshots that cover those records."""
+        return self._partition_key(partition, b"ob")
 
     def reminder_index(self, partition: int) -> bytes:
         """Sorted set of reminder members scored by due time; no TTL, emptied by cancels."""
@@ -318,6 +327,7 @@ class KeySpace:
             p + b"jx" + a,
             p + b"rm" + a,
             p + b"rd",
+            p + b"ob",
         )
         return keys, a[1:]
 
@@ -357,6 +367,7 @@ class KeySpace:
             steps=self.steps(actor),
             reminders=self.reminders(actor),
             reminder_index=self.reminder_index(actor.partition),
+            outboxes=self.outboxes(actor.partition),
             member=encode_actor(actor),
         )
 

@@ -91,11 +91,11 @@ return 1
 # The body of one commit, as a Lua function of its KEYS and ARGV (parameters that shadow the
 # globals, so the same text serves the one-commit and the many-commit script).
 # KEYS: own, inboxes, journal, snapshot, kv, inbox, inbox_order, steps, journal_scratch,
-# reminders, reminder_index (ActorKeys.all()).
+# reminders, reminder_index, outboxes (ActorKeys.all()).
 # ARGV: silo, epoch, seq, data, member, has_ack, ack, has_clear, step_prefix,
 #       n_set, (kv key, value) * n_set, n_del, kv key * n_del,
 #       n_remind, (name, reminder member, due score, reminder value) * n_remind,
-#       n_cancel, (name, reminder member) * n_cancel.
+#       n_cancel, (name, reminder member) * n_cancel, sends ('1' if the record has tells).
 _APPLY_COMMIT = (
     _FENCE
     + """
@@ -190,6 +190,14 @@ local function apply_commit(KEYS, ARGV)
     i = i + 2
   end
 
+  -- Listed until a snapshot covers this record (its tells are out by then).
+  if ARGV[i] == '1' then
+    local listed = redis.call('HGET', KEYS[12], ARGV[5])
+    if not listed or tonumber(listed) < tonumber(ARGV[3]) then
+      redis.call('HSET', KEYS[12], ARGV[5], ARGV[3])
+    end
+  end
+
   if ARGV[6] == '1' then ack_message(KEYS[2], KEYS[6], KEYS[7], ARGV[5], ARGV[7]) end
 
   if ARGV[8] == '1' then
@@ -216,7 +224,7 @@ COMMIT = LuaScript("commit", (_APPLY_COMMIT + "return apply_commit(KEYS, ARGV)\n
 # each commit's keys in turn. A commit of 4 arguments is a plain append (silo, epoch, seq,
 # data; keys own, journal, snapshot, journal_scratch), of 6 an append that also acks an
 # inbox message (those, then member and message id; the keys, then inboxes, inbox and
-# inbox_order), any other count a whole commit (the 11 keys and the ARGV of
+# inbox_order), any other count a whole commit (the 12 keys and the ARGV of
 # ``_APPLY_COMMIT``): most turns write nothing but their record (and a tell's, its ack),
 # and sending them the empty rest would cost more than appending. Each commit runs under pcall,
 # so one that fails (a redis error after it validated, as a key of the wrong type) fails
@@ -245,11 +253,11 @@ while a < #ARGV do
     k = k + 7
   else
     local keys = {}
-    for j = 1, 11 do keys[j] = KEYS[k + j] end
+    for j = 1, 12 do keys[j] = KEYS[k + j] end
     local args = {}
     for j = 1, count do args[j] = ARGV[a + 1 + j] end
     ok, reply = pcall(apply_commit, keys, args)
-    k = k + 11
+    k = k + 12
   end
   n = n + 1
   if ok then
@@ -311,7 +319,8 @@ return 1
 """,
 )
 
-# KEYS: own, snapshot, journal. ARGV: silo, epoch, seq, data, trim id (<seq + 1>-0).
+# KEYS: own, snapshot, journal, outboxes. ARGV: silo, epoch, seq, data, trim id
+# (<seq + 1>-0), the actor's member of outboxes.
 WRITE_SNAPSHOT = LuaScript(
     "write_snapshot",
     (
@@ -324,6 +333,8 @@ local stored = redis.call('HGET', KEYS[2], 'seq')
 if stored and tonumber(stored) > tonumber(ARGV[3]) then return {0} end
 redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'data', ARGV[4])
 redis.call('XTRIM', KEYS[3], 'MINID', ARGV[5])
+local listed = redis.call('HGET', KEYS[4], ARGV[6])
+if listed and tonumber(listed) <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[4], ARGV[6]) end
 return {0}
 """
     ).encode(),

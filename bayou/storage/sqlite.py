@@ -199,6 +199,11 @@ class SqliteStorage(Storage):
             return []
         return await self._run(partial(ops.inbox_actors, partitions=list(partitions)))
 
+    async def outbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        if not partitions:
+            return []
+        return await self._run(partial(ops.outbox_actors, partitions=list(partitions)))
+
     # -- steps -----------------------------------------------------------------------------
 
     async def step_put(

@@ -35,9 +35,9 @@ from bayou.storage.memory import EarliestDue, commit_reminder_error
 
 T = TypeVar("T")
 
-# 2: the reminders table. A file of version 1 gains it on open; an older bayou refuses
-# a file of version 2 rather than ignore its reminders.
-SCHEMA_VERSION = 2
+# 2: the reminders table; 3: the outbox table. A file of an older version gains them on
+# open; an older bayou refuses a newer file rather than ignore what it cannot read.
+SCHEMA_VERSION = 3
 
 # Only ownership is WITHOUT ROWID: sqlite advises against it for tables whose rows carry
 # large blobs (journal records, snapshots, kv values, steps and messages can be megabytes).
@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS reminders (
     PRIMARY KEY (partition, type, key, name)
 );
 CREATE INDEX IF NOT EXISTS reminders_by_due ON reminders (partition, due, type, key, name);
+CREATE TABLE IF NOT EXISTS outbox (
+    type TEXT NOT NULL, key TEXT NOT NULL, partition INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (type, key)
+);
+CREATE INDEX IF NOT EXISTS outbox_by_partition ON outbox (partition, type, key);
 """
 
 # Bound parameters per IN (...) list, well under sqlite's historical limit of 999.
@@ -244,6 +249,12 @@ def _apply(conn: sqlite3.Connection, commit: Commit) -> BaseException | None:
         conn.execute(
             "DELETE FROM steps WHERE type = ? AND key = ? AND inv = ?", (*ident, commit.clear_steps)
         )
+    if commit.sends:
+        conn.execute(
+            "INSERT INTO outbox (type, key, partition, seq) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (type, key) DO UPDATE SET seq = max(seq, excluded.seq)",
+            (*ident, actor.partition, seq),
+        )
     for name, reminder in commit.reminders.items():
         if reminder is None:
             _delete_reminder(conn, actor, name)
@@ -277,6 +288,10 @@ def write_snapshot(
         )
         conn.execute(
             "DELETE FROM journal WHERE type = ? AND key = ? AND seq <= ?",
+            (actor.type, actor.key, snapshot.seq),
+        )
+        conn.execute(
+            "DELETE FROM outbox WHERE type = ? AND key = ? AND seq <= ?",
             (actor.type, actor.key, snapshot.seq),
         )
 
@@ -350,11 +365,22 @@ def inbox_read(conn: sqlite3.Connection, actor: ActorKey) -> list[InboxMessage]:
 
 def inbox_actors(conn: sqlite3.Connection, partitions: Collection[int]) -> list[ActorKey]:
     """Ordered by (partition, type, key); chunked so any number of partitions works."""
+    return _actors_listed(conn, "inbox", partitions)
+
+
+def outbox_actors(conn: sqlite3.Connection, partitions: Collection[int]) -> list[ActorKey]:
+    """Ordered by (partition, type, key); chunked so any number of partitions works."""
+    return _actors_listed(conn, "outbox", partitions)
+
+
+def _actors_listed(
+    conn: sqlite3.Connection, table: str, partitions: Collection[int]
+) -> list[ActorKey]:
     found: list[ActorKey] = []
     with _transaction(conn, "DEFERRED"):
         for chunk in _chunks(sorted(set(partitions))):
             rows = conn.execute(
-                f"SELECT DISTINCT partition, type, key FROM inbox "
+                f"SELECT DISTINCT partition, type, key FROM {table} "
                 f"WHERE partition IN ({_marks(len(chunk))}) ORDER BY partition, type, key",
                 chunk,
             )

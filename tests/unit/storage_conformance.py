@@ -417,6 +417,49 @@ class StorageConformance:
         assert await storage.inbox_actors([0, 1]) == [A, B]
         assert await storage.inbox_put_many([]) == []
 
+    async def test_outbox_actors_until_a_snapshot_covers_their_tells(
+        self, storage: Storage
+    ) -> None:
+        # A record with tells lists its actor until a snapshot at or past it: a crash before
+        # the tells went out must leave something that tells the next owner to send them.
+        fence = await take(storage)
+        await commit_one(storage, Commit(A, fence, rec(1)))
+        assert await storage.outbox_actors([A.partition]) == []
+        await commit_one(storage, Commit(A, fence, rec(2), sends=True))
+        await storage.inbox_put(A, fence, InboxMessage("m", b""))
+        await commit_one(
+            storage, Commit(A, fence, rec(3), kv_writes={"k": b"v"}, inbox_ack="m", sends=True)
+        )
+        await commit_one(storage, Commit(A, fence, rec(4)))
+        await commit_one(storage, Commit(B, fence, rec(1), sends=True))
+        assert await storage.outbox_actors([A.partition]) == [A, B]
+        assert await storage.inbox_actors([A.partition]) == []  # the ack is unaffected
+        await storage.write_snapshot(A, fence, Snapshot(2, b"s"))
+        assert await storage.outbox_actors([A.partition]) == [A, B]  # record 3 not covered
+        [written] = await storage.write_snapshots([SnapshotPut(A, fence, Snapshot(3, b"s"))])
+        assert written is None
+        assert await storage.outbox_actors([A.partition]) == [B]
+        await commit_one(storage, Commit(A, fence, rec(5), sends=True))
+        await storage.write_snapshot(B, fence, Snapshot(1, b"s"))
+        assert await storage.outbox_actors([A.partition]) == [A]
+        await storage.write_snapshot(A, fence, Snapshot(5, b"s"))
+        assert await storage.outbox_actors([A.partition]) == []
+
+    async def test_outbox_actors_by_partition_and_fenced(self, storage: Storage) -> None:
+        for p in (0, 1, 2, 1023):
+            fence = await take(storage, partition=p)
+            await commit_one(storage, Commit(ActorKey("t", f"k{p}", p), fence, rec(1), sends=True))
+        stale = await take(storage, partition=3)
+        await storage.claim(3, "s2", dead=["s1"])
+        [refused] = await storage.commit([Commit(ActorKey("t", "x", 3), stale, rec(1), sends=True)])
+        assert isinstance(refused, FencedWrite)
+        assert await storage.outbox_actors({2, 3, 1023, 7}) == [
+            ActorKey("t", "k2", 2),
+            ActorKey("t", "k1023", 1023),
+        ]
+        assert len(await storage.outbox_actors(range(1024))) == 4
+        assert await storage.outbox_actors([]) == []
+
     async def test_inbox_actors_by_partition(self, storage: Storage) -> None:
         spread = [0, 1, 2, 511, 512, 1023]
         for p in spread:

@@ -78,7 +78,7 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
         await again.close()
 
 
-async def test_schema_1_file_gains_reminders(tmp_path: Path) -> None:
+async def test_schema_1_file_gains_reminders_and_outbox(tmp_path: Path) -> None:
     path = tmp_path / "bayou.db"
     store = SqliteStorage(path)
     await store.open()
@@ -87,6 +87,7 @@ async def test_schema_1_file_gains_reminders(tmp_path: Path) -> None:
 
     def downgrade(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE reminders")
+        conn.execute("DROP TABLE outbox")
         conn.execute("PRAGMA user_version = 1")
 
     await store._run(downgrade)
@@ -96,8 +97,10 @@ async def test_schema_1_file_gains_reminders(tmp_path: Path) -> None:
         assert await store.read_journal(A) == [rec(1)]
         await store.reminder_set(fence, Reminder(A, "r", 1.0, None, b""))
         assert await store.reminders_due([0], 1.0) == [Reminder(A, "r", 1.0, None, b"")]
+        await store.commit([Commit(A, fence, rec(2), sends=True)])
+        assert await store.outbox_actors([0]) == [A]
         version = await store._run(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-        assert version == sqlite_ops.SCHEMA_VERSION == 2
+        assert version == sqlite_ops.SCHEMA_VERSION == 3
     finally:
         await store.close()
 
