@@ -34,8 +34,9 @@ async def test_workflows_resume_after_sigkill_and_finish_once(tmp_path: Path) ->
             assert lines == ["plan: submitted for approval", "plan: approved by kim"]
             deadline = time.monotonic() + 60
             while (runs := await batch.workflow_runs()) and runs[-1]["status"] != "completed":
-                # Normally done in about 2 s: a run still stuck after a minute is a hang,
-                # seen about once in ten full runs; say what the silo was doing.
+                # Normally done in about 2 s: a run still stuck after a minute is a hang
+                # (it was one: a continuation tell stranded by the kill); say what the
+                # silo was doing.
                 assert time.monotonic() < deadline, _stuck(runs, silo.log())
                 await asyncio.sleep(0.05)
             totals = await batch.totals()
