@@ -6,7 +6,12 @@ runs each workload for a fixed number of operations and reads the silo's CPU sec
 (``utime + stime`` of ``/proc/<pid>/stat``) before and after. The load generator's own
 CPU (from ``wait4``) is reported too: it shares the machine, so a cheaper client matters.
 Every process started here is ended by its pid. ``--profile NAME`` records the silo with
-py-spy during that workload (``py-spy`` must be installed in the virtualenv).
+py-spy during that workload (``py-spy`` must be installed in the virtualenv); the
+environment variables ``BENCH_PYSPY_RATE`` (samples per second, default 100) and
+``BENCH_PYSPY_FLAGS`` (extra py-spy arguments) tune it. Prefer ``--nonblocking``: py-spy
+otherwise stops the process to sample it, the stop lands as a system call returns, and
+the lines that make system calls look far costlier than they are (a ``getpid`` inside
+``asyncio.get_running_loop`` showed as 15% of the silo, and removing it changed nothing).
 
 CPU seconds still move with what else the machine runs (caches, frequency). With
 ``--callgrind`` the servers run under valgrind's callgrind instead and the figure is
@@ -241,8 +246,9 @@ def _fmt(row: dict[str, float]) -> str:
 
 def _py_spy_record(out: str) -> list[str]:
     binary = Path(sys.executable).parent / "py-spy"
-    return [str(binary), "record", "-r", "100", "-o", out] + (
-        ["-f", "raw"] if out.endswith(".txt") else []
+    return [str(binary), "record", "-r", os.environ.get("BENCH_PYSPY_RATE", "100"), "-o", out] + (
+        (["-f", "raw"] if out.endswith(".txt") else [])
+        + os.environ.get("BENCH_PYSPY_FLAGS", "").split()
     )
 
 

@@ -556,7 +556,7 @@ class Activation:
             self._set_quiet(False)
 
     def _enqueue(self, item: Any) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = self.catalog.loop.create_future()
         # A caller that timed out no longer awaits its future; consume its outcome here.
         fut.add_done_callback(_consume)
         queue = self._queue
@@ -570,7 +570,7 @@ class Activation:
     def _start_worker(self) -> None:
         if self._worker is None and self._queue:
             self._set_quiet(False)
-            self._worker = asyncio.get_running_loop().create_task(self._drain())
+            self._worker = self.catalog.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
         active = False  # whether a turn other than a timer tick ran (idle time)

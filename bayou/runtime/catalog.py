@@ -57,6 +57,16 @@ class Catalog:
         self.silo: Any = None  # set by the silo: delivers tells from outboxes
         self.channels = Channels(storage)
         self._workers: dict[str, WorkerPool] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the activations run on. Asked of asyncio once: on Python 3.11 that is a
+        getpid system call, and every turn needs the loop twice (its future, its task)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def fenced_writes(self) -> int:

@@ -99,7 +99,7 @@ async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
     the path every call takes."""
     if fut.done():
         return fut.result()
-    loop = asyncio.get_running_loop()
+    loop = fut.get_loop()  # asyncio.get_running_loop() costs a system call on Python 3.11
     waiter: asyncio.Future[None] = loop.create_future()
 
     def wake(_: object = None) -> None:
