@@ -32,6 +32,7 @@ from bayou.storage.contract import (
     Ownership,
     Reminder,
     Snapshot,
+    SnapshotPut,
     Storage,
 )
 from bayou.storage.memory import check_reminder, check_until
@@ -170,6 +171,12 @@ class SqliteStorage(Storage):
 
     async def write_snapshot(self, actor: ActorKey, fence: Fence, snapshot: Snapshot) -> None:
         await self._run(partial(ops.write_snapshot, actor=actor, fence=fence, snapshot=snapshot))
+
+    async def write_snapshots(self, batch: Sequence[SnapshotPut]) -> list[BaseException | None]:
+        """The batch in one transaction: one fsync for every snapshot of a loop turn."""
+        if not batch:
+            return []
+        return await self._run(partial(ops.write_snapshots, batch=list(batch)))
 
     async def read_snapshot(self, actor: ActorKey) -> Snapshot | None:
         return await self._run(partial(ops.read_snapshot, actor=actor))

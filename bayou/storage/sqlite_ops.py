@@ -30,6 +30,7 @@ from bayou.storage.contract import (
     Ownership,
     Reminder,
     Snapshot,
+    SnapshotPut,
 )
 from bayou.storage.memory import EarliestDue, commit_reminder_error
 
@@ -279,21 +280,42 @@ def write_snapshot(
 ) -> None:
     with _transaction(conn):
         _check_fence(conn, actor, fence)
-        stored = read_snapshot(conn, actor)
-        if stored is not None and stored.seq > snapshot.seq:
-            return
-        conn.execute(
-            "INSERT OR REPLACE INTO snapshot (type, key, seq, data) VALUES (?, ?, ?, ?)",
-            (actor.type, actor.key, snapshot.seq, snapshot.data),
-        )
-        conn.execute(
-            "DELETE FROM journal WHERE type = ? AND key = ? AND seq <= ?",
-            (actor.type, actor.key, snapshot.seq),
-        )
-        conn.execute(
-            "DELETE FROM outbox WHERE type = ? AND key = ? AND seq <= ?",
-            (actor.type, actor.key, snapshot.seq),
-        )
+        _put_snapshot(conn, actor, snapshot)
+
+
+def write_snapshots(
+    conn: sqlite3.Connection, batch: Sequence[SnapshotPut]
+) -> list[BaseException | None]:
+    """One transaction (one fsync) for the batch; a fenced snapshot writes nothing."""
+    results: list[BaseException | None] = []
+    with _transaction(conn):
+        for put in batch:
+            fenced = _fence_error(conn, put.actor, put.fence)
+            if fenced is None:
+                _put_snapshot(conn, put.actor, put.snapshot)
+            results.append(fenced)
+    return results
+
+
+def _put_snapshot(conn: sqlite3.Connection, actor: ActorKey, snapshot: Snapshot) -> None:
+    """Store the snapshot unless a newer one is stored; trim what it covers."""
+    stored = conn.execute(
+        "SELECT seq FROM snapshot WHERE type = ? AND key = ?", (actor.type, actor.key)
+    ).fetchone()
+    if stored is not None and stored[0] > snapshot.seq:
+        return
+    conn.execute(
+        "INSERT OR REPLACE INTO snapshot (type, key, seq, data) VALUES (?, ?, ?, ?)",
+        (actor.type, actor.key, snapshot.seq, snapshot.data),
+    )
+    conn.execute(
+        "DELETE FROM journal WHERE type = ? AND key = ? AND seq <= ?",
+        (actor.type, actor.key, snapshot.seq),
+    )
+    conn.execute(
+        "DELETE FROM outbox WHERE type = ? AND key = ? AND seq <= ?",
+        (actor.type, actor.key, snapshot.seq),
+    )
 
 
 def read_snapshot(conn: sqlite3.Connection, actor: ActorKey) -> Snapshot | None:
