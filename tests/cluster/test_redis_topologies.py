@@ -87,7 +87,7 @@ async def test_primary_failover_under_load_on_sentinel(
     """SIGKILL of the Redis primary mid-load. With ``wait_replicas=1`` every acknowledged
     add was on the replica before its reply, so the promoted replica has all of them; the
     silos refuse calls while Redis is gone (their leases lapse) and carry on after."""
-    servers = SentinelSet(tmp_path / "sentinel-set", down_after_ms=1000)
+    servers = SentinelSet(tmp_path / "sentinel-set", down_after_ms=3000)
     servers.start()
     url = servers.url("wait_replicas=1&wait_timeout_ms=2000")
     cluster = Cluster(tmp_path, redis_server, cluster_name, storage_url=url)
