@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from bayou import codec
 from bayou.errors import CallTimeout, InvalidArguments, UnknownActorType, UnknownMethod
+from bayou.link.deadlines import Deadlines
 from bayou.model import ActorSpec, HandlerSpec
 from bayou.runtime.app import App
 
@@ -101,17 +102,46 @@ async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
         return fut.result()
     loop = fut.get_loop()  # asyncio.get_running_loop() costs a system call on Python 3.11
     waiter: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_at(deadline, _wake, waiter, None)
+    try:
+        return await _outcome(fut, waiter)
+    finally:
+        timer.cancel()
+
+
+class ReplyWaits:
+    """``until`` for the many callers of one silo, their deadlines behind one timer: a
+    timer per call (made, then cancelled when the reply comes first, as it nearly always
+    does) is a libuv handle each on uvloop. 2% fewer instructions per HTTP call."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._deadlines: Deadlines[asyncio.Future[None], None] = Deadlines(loop, _wake)
+
+    async def until(self, fut: asyncio.Future[Any], deadline: float) -> Any:
+        """As ``until``."""
+        if fut.done():
+            return fut.result()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._deadlines.add(waiter, deadline, None)
+        try:
+            return await _outcome(fut, waiter)
+        finally:
+            self._deadlines.pop(waiter)
+
+
+async def _outcome(fut: asyncio.Future[Any], waiter: asyncio.Future[None]) -> Any:
+    """``fut``'s outcome once it is done; CallTimeout if ``waiter`` (the deadline) is
+    woken first, with ``fut``'s outcome consumed whenever it comes."""
 
     def wake(_: object = None) -> None:
         if not waiter.done():
             waiter.set_result(None)
 
     fut.add_done_callback(wake)
-    timer = loop.call_at(deadline, wake)
     try:
         await waiter
     finally:
-        timer.cancel()
         fut.remove_done_callback(wake)
         if not fut.done():
             # Nobody waits for it any more (the deadline passed, or the caller was
@@ -120,6 +150,11 @@ async def until(fut: asyncio.Future[Any], deadline: float) -> Any:
     if fut.done():
         return fut.result()
     raise CallTimeout("no reply before the deadline; the call may still complete")
+
+
+def _wake(waiter: asyncio.Future[None], _: None) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

@@ -44,7 +44,7 @@ from bayou.runtime.activation import Activation, Message
 from bayou.runtime.app import App
 from bayou.runtime.calls import ActorCalls
 from bayou.runtime.catalog import Catalog
-from bayou.runtime.dispatch import check_recordable, resolve, until, validate
+from bayou.runtime.dispatch import ReplyWaits, check_recordable, resolve, until, validate
 from bayou.runtime.effects import check_channel_name
 from bayou.runtime.invocation import SEND_METHOD
 from bayou.runtime.logs import awaiting
@@ -134,6 +134,15 @@ class Silo:
         # The loop the silo runs in, kept from start(): asking asyncio for it is a getpid
         # system call on Python 3.11, and every call needs a deadline.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._replies: ReplyWaits | None = None
+
+    @property
+    def replies(self) -> ReplyWaits:
+        """Where the HTTP routes wait for the turns they queued, until their deadlines."""
+        replies = self._replies
+        if replies is None:
+            replies = self._replies = ReplyWaits(self._loop or asyncio.get_running_loop())
+        return replies
 
     @property
     def address(self) -> str:
