@@ -722,8 +722,9 @@ class Silo:
 
     async def _wake_once(self, partitions: list[int]) -> list[int]:
         """One pass of ``wake_inboxes``; the partitions to try again."""
-        waiting = await self.storage.inbox_actors(partitions)
-        sending = await self.storage.outbox_actors(partitions)
+        waiting, sending = await asyncio.gather(
+            self.storage.inbox_actors(partitions), self.storage.outbox_actors(partitions)
+        )
         if sending:
             listed = set(waiting)
             waiting += [actor for actor in sending if actor not in listed]

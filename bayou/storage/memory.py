@@ -27,7 +27,7 @@ import bisect
 import heapq
 import itertools
 import math
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -340,22 +340,21 @@ class MemoryStorage(Storage):
         return [InboxMessage(msg_id, data) for msg_id, data in records.inbox.items()]
 
     async def inbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
-        self._check_open()
-        wanted = set(partitions)
-        found = [
-            ActorKey(type_name, key, records.partition)
-            for (type_name, key), records in self._actors.items()
-            if records.inbox and records.partition in wanted
-        ]
-        return sorted(found, key=lambda a: (a.partition, a.type, a.key))
+        return self._listed(partitions, lambda records: bool(records.inbox))
 
     async def outbox_actors(self, partitions: Collection[int]) -> list[ActorKey]:
+        return self._listed(partitions, lambda records: records.sends_seq > 0)
+
+    def _listed(
+        self, partitions: Collection[int], listed: Callable[[_ActorRecords], bool]
+    ) -> list[ActorKey]:
+        """Actors of ``partitions`` whose records are ``listed``, by (partition, type, key)."""
         self._check_open()
         wanted = set(partitions)
         found = [
             ActorKey(type_name, key, records.partition)
             for (type_name, key), records in self._actors.items()
-            if records.sends_seq and records.partition in wanted
+            if records.partition in wanted and listed(records)
         ]
         return sorted(found, key=lambda a: (a.partition, a.type, a.key))
 

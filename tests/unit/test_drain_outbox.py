@@ -9,55 +9,12 @@ partitions answered nothing meanwhile."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
-from pydantic import BaseModel
-
-from bayou import Actor, App, actor, query
-from bayou.errors import StorageError
-from bayou.storage import MemoryStorage
-from bayou.storage.contract import InboxPut
+from bayou import App
 from bayou.testing import local_silo
+from tests.unit.relay_actors import RelaySink, RelaySource, TellsRefused
 
-
-class Tags(BaseModel):
-    tags: list[str] = []
-
-
-@actor("drain-sink")
-class DrainSink(Actor[Tags]):
-    async def take(self, tag: str) -> None:
-        self.state.tags.append(tag)
-
-    @query
-    async def read(self) -> list[str]:
-        return self.state.tags
-
-
-@actor("drain-source")
-class DrainSource(Actor[Tags]):
-    async def relay(self, tag: str, sink: str) -> None:
-        self.ref(DrainSink, sink).tell.take(tag=tag)
-        self.state.tags.append(tag)
-
-    @query
-    async def sent(self) -> list[str]:
-        return self.state.tags
-
-
-APP = App([DrainSink, DrainSource])
-
-
-class TellsRefused(MemoryStorage):
-    """Memory storage that cannot store tells while ``refusing`` (the receiver's partition
-    is not claimable yet, say): the sender's outbox keeps retrying."""
-
-    refusing = False
-
-    async def inbox_put_many(self, batch: Sequence[InboxPut]) -> list[bool | BaseException]:
-        if self.refusing:
-            raise StorageError("the receiver cannot store it yet")
-        return await super().inbox_put_many(batch)
+APP = App([RelaySink, RelaySource])
 
 
 async def test_a_drain_leaves_undelivered_tells_to_the_journal_without_waiting_long() -> None:
@@ -65,16 +22,16 @@ async def test_a_drain_leaves_undelivered_tells_to_the_journal_without_waiting_l
     loop = asyncio.get_running_loop()
     async with local_silo(APP, storage=storage) as silo:
         storage.refusing = True
-        await silo.call("drain-source", "s", "relay", {"tag": "t1", "sink": "k"})
+        await silo.call("relay-source", "s", "relay", {"tag": "t1", "sink": "k"})
         await asyncio.sleep(0.2)  # the outbox is trying, and failing
         stopping = loop.time()
     assert loop.time() - stopping < 3.0  # the drain (leaving the context) was quick
     storage.refusing = False
     async with local_silo(APP, storage=storage) as silo:
-        assert await silo.call("drain-source", "s", "sent", {}) == ["t1"]  # replayed
+        assert await silo.call("relay-source", "s", "sent", {}) == ["t1"]  # replayed
         tags: list[str] = []
         for _ in range(50):  # its tell leaves again from the journal
-            tags = await silo.call("drain-sink", "k", "read", {})
+            tags = await silo.call("relay-sink", "k", "read", {})
             if tags:
                 break
             await asyncio.sleep(0.05)
