@@ -199,6 +199,9 @@ async def witness_violations(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url)
     try:
         raw = await client.get("witness:violations")
+        seen = await client.lrange("witness:conflicts", 0, -1)
     finally:
         await client.aclose()
+    for conflict in seen:  # shown with a failing test's output: which activations met
+        print(f"witness conflict: {conflict!r}")
     return int(raw or 0)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import time
 import uuid
 
 import redis.asyncio as redis
@@ -45,6 +47,12 @@ def lock_key(key: str) -> str:
 
 
 VIOLATIONS = "witness:violations"
+CONFLICTS = "witness:conflicts"  # one JSON object per violation: key, holder, taker, at
+
+
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
+
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -76,6 +84,10 @@ class Witness(Actor[CounterState]):
             if not taken:
                 holder = await client.get(lock)
                 await client.incr(VIOLATIONS)
+                # Who held it says what happened: another activation (two running turns),
+                # this one (an earlier release that failed), or nobody any more.
+                seen = {"key": self.key, "holder": _text(holder), "taker": self.activation_id}
+                await client.rpush(CONFLICTS, json.dumps(seen | {"at": time.time()}))
                 raise DoubleActivation(f"{self.key}: lock held by activation {holder!r}")
         except RedisError as exc:
             # The witness itself is unreachable: a retryable failure, so nothing is recorded
