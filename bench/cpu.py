@@ -4,7 +4,8 @@
 redis-server and one silo (as the harness does), warms the call workload's actors, then
 runs each workload for a fixed number of operations and reads the silo's CPU seconds
 (``utime + stime`` of ``/proc/<pid>/stat``) before and after. The load generator's own
-CPU (from ``wait4``) is reported too: it shares the machine, so a cheaper client matters.
+CPU (from ``wait4``) is reported too: it shares the machine, so a cheaper client matters;
+and, for the silo, the mean group-commit batch (writes per storage call, from ``/metrics``).
 Every process started here is ended by its pid. ``--profile NAME`` records the silo with
 py-spy during that workload (``py-spy`` must be installed in the virtualenv); the
 environment variables ``BENCH_PYSPY_RATE`` (samples per second, default 100) and
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,22 @@ def syscalls(pid: int) -> tuple[int, int]:
             name, _, value = line.partition(":")
             counts[name] = int(value)
     return counts["syscr"], counts["syscw"]
+
+
+def journal_batches(url: str) -> tuple[float, float]:
+    """(group commits, writes they carried) so far, from the silo's ``/metrics``; zeros from
+    a server that has none (the echoes)."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5.0) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0, 0.0
+    found = dict.fromkeys(("count", "sum"), 0.0)
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"bayou_journal_batch_size_{part} "):
+                found[part] = float(line.split()[1])
+    return found["count"], found["sum"]
 
 
 def instructions(pid: int, zero: bool = False) -> float:
@@ -180,6 +198,7 @@ def main(argv: list[str]) -> int:
                     instructions(pid, zero=True)
                 before, redis_before = cpu_seconds(pid), cpu_seconds(redis_child.pid)
                 reads_before, writes_before = syscalls(pid)
+                batches_before, batched_before = journal_batches(url)
                 system_before = cpu_seconds(pid, system=True)
                 profile_client = args.profile_client if name == args.profile else ""
                 result, client_cpu = run_load(spec, profile_client)
@@ -187,6 +206,7 @@ def main(argv: list[str]) -> int:
                 reads, writes = syscalls(pid)
                 system = cpu_seconds(pid, system=True) - system_before
                 redis_used = cpu_seconds(redis_child.pid) - redis_before
+                batches, batched = journal_batches(url)
                 if args.callgrind:
                     used = instructions(pid) / 1e6  # shown as "us": millions of instructions
                 if spy is not None:
@@ -203,6 +223,7 @@ def main(argv: list[str]) -> int:
                     "throughput": result["throughput"],
                     "p50_ms": result["p50_ms"],
                     "errors": result["errors"],
+                    "batch": (batched - batched_before) / max(batches - batches_before, 1),
                 }
                 rows[name].append(row)
                 print(f"run {run + 1} {name:13} " + _fmt(row), file=sys.stderr, flush=True)
@@ -241,6 +262,7 @@ def _fmt(row: dict[str, float]) -> str:
         f"redis {row['redis_us']:5.1f}  "
         f"syscalls r {row['reads']:.2f} w {row['writes']:.2f}  "
         f"{row['throughput']:8.0f}/s  p50 {row['p50_ms']:.2f} ms  errors {row['errors']:.0f}"
+        + (f"  batch {row['batch']:.1f}" if row["batch"] else "")
     )
 
 

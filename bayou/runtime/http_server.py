@@ -129,9 +129,19 @@ def _outside_the_middleware(handler: _Handler) -> _Handler:
 
 
 class HttpRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections answer every failure in the error shape."""
+    """``web.AppRunner`` whose connections answer every failure in the error shape.
 
-    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+    ``front``, given the app and its request handler, returns the handler to serve
+    instead: one that answers some requests itself and hands the rest on.
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        front: Callable[[web.Application, _Handler], _Handler] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._front = front
         limits = {
             "max_line_size": MAX_REQUEST_LINE,
             "max_field_size": MAX_HEADER_FIELD,
@@ -147,8 +157,11 @@ class HttpRunner(web.AppRunner):
         # request handling it set up. If a future aiohttp stops calling this, the raw-socket
         # tests in tests/cluster/test_bad_input.py fail.
         server = await super()._make_server()
+        handler: _Handler = server.request_handler
+        if self._front is not None:
+            handler = self._front(self.app, handler)
         return _Server(
-            _outside_the_middleware(server.request_handler),
+            _outside_the_middleware(handler),
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             **self._protocol_kwargs,

@@ -187,11 +187,15 @@ class Silo:
             )
 
     async def _serve_http(self) -> None:
-        from bayou.runtime.http import build_http_app
+        from bayou.runtime.http import build_http_app, direct_routes
         from bayou.runtime.http_server import HttpRunner
 
         self._runner = HttpRunner(
-            build_http_app(self), access_log=None, handle_signals=False, shutdown_timeout=5.0
+            build_http_app(self),
+            front=direct_routes,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

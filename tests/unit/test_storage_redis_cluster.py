@@ -82,9 +82,7 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield counter
 
 
-def node_of(
-    nodes: RedisClusterNodes, key: bytes, asked: RedisServer | None = None
-) -> RedisServer:
+def node_of(nodes: RedisClusterNodes, key: bytes, asked: RedisServer | None = None) -> RedisServer:
     """The node serving ``key``'s slot, as the cluster itself says (CLUSTER SLOTS): by
     default as the first live node sees it, or as ``asked`` sees it."""
     slot = key_slot(key)
