@@ -194,11 +194,12 @@ def main(argv: list[str]) -> int:
                 spy = None
                 if name == args.profile and run == args.runs - 1:
                     spy = _py_spy(pid, args.profile_out)
+                # Read outside the measured span: serving /metrics costs the silo too.
+                batches_before, batched_before = journal_batches(url)
                 if args.callgrind:
                     instructions(pid, zero=True)
                 before, redis_before = cpu_seconds(pid), cpu_seconds(redis_child.pid)
                 reads_before, writes_before = syscalls(pid)
-                batches_before, batched_before = journal_batches(url)
                 system_before = cpu_seconds(pid, system=True)
                 profile_client = args.profile_client if name == args.profile else ""
                 result, client_cpu = run_load(spec, profile_client)
@@ -206,9 +207,9 @@ def main(argv: list[str]) -> int:
                 reads, writes = syscalls(pid)
                 system = cpu_seconds(pid, system=True) - system_before
                 redis_used = cpu_seconds(redis_child.pid) - redis_before
-                batches, batched = journal_batches(url)
                 if args.callgrind:
                     used = instructions(pid) / 1e6  # shown as "us": millions of instructions
+                batches, batched = journal_batches(url)
                 if spy is not None:
                     spy.send_signal(2)  # SIGINT to our own py-spy: write the profile
                     spy.wait(60)

@@ -132,7 +132,8 @@ class HttpRunner(web.AppRunner):
     """``web.AppRunner`` whose connections answer every failure in the error shape.
 
     ``front``, given the app and its request handler, returns the handler to serve
-    instead: one that answers some requests itself and hands the rest on.
+    instead: one that answers some requests itself (failures too, in the error shape)
+    and hands the rest on.
     """
 
     def __init__(
@@ -157,11 +158,13 @@ class HttpRunner(web.AppRunner):
         # request handling it set up. If a future aiohttp stops calling this, the raw-socket
         # tests in tests/cluster/test_bad_input.py fail.
         server = await super()._make_server()
-        handler: _Handler = server.request_handler
+        # The front's own answers come in the error shape already: only what it hands on
+        # needs the wrapper.
+        handler = _outside_the_middleware(server.request_handler)
         if self._front is not None:
             handler = self._front(self.app, handler)
         return _Server(
-            _outside_the_middleware(handler),
+            handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             **self._protocol_kwargs,
