@@ -213,14 +213,13 @@ def direct_routes(app: web.Application, routed: Served) -> Served:
 
 
 _ACTORS: Final = "/v1/actors/"
-_NOT_IN_SEGMENT: Final = re.compile(r"[{}]")
 
 
 def _plain(parts: list[str]) -> bool:
     """Every segment one that the route's ``{name}`` pattern matches; %2F and %25 in them
     are decoded in place, as the router does."""
     for i, part in enumerate(parts):
-        if not part or _NOT_IN_SEGMENT.search(part):
+        if not part or "{" in part or "}" in part:
             return False
         if "%" in part:
             parts[i] = part.replace("%2F", "/").replace("%25", "%")
