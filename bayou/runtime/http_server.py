@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,11 +21,9 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from bayou import wire
 from bayou.errors import BadRequest, BayouError, HeadersTooLarge, InternalError, UriTooLong
-from bayou.runtime.http import error_of_http_exception
+from bayou.runtime.http import Served, error_of_http_exception
 
 log = logging.getLogger("bayou.http")
-
-_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # The parser's limits. aiohttp reports only the limit an overlong line broke, so the two
 # differ to tell a long request line (414) from a long header field (431).
@@ -95,7 +93,7 @@ class _Server(web.Server):
 
     def __init__(
         self,
-        handler: _Handler,
+        handler: Served,
         *,
         request_factory: Any,
         handler_cancellation: bool,
@@ -113,7 +111,7 @@ class _Server(web.Server):
         return _Protocol(self, loop=asyncio.get_running_loop(), **self._protocol_kwargs)
 
 
-def _outside_the_middleware(handler: _Handler) -> _Handler:
+def _outside_the_middleware(handler: Served) -> Served:
     """The app's request handler, with HTTP errors raised before its middleware runs (an
     unknown ``Expect``, say) turned into the error shape."""
 
@@ -139,7 +137,7 @@ class HttpRunner(web.AppRunner):
     def __init__(
         self,
         app: web.Application,
-        front: Callable[[web.Application, _Handler], _Handler] | None = None,
+        front: Callable[[web.Application, Served], Served] | None = None,
         **kwargs: Any,
     ) -> None:
         self._front = front
