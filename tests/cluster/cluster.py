@@ -200,8 +200,10 @@ async def witness_violations(redis_url: str) -> int:
     try:
         raw = await client.get("witness:violations")
         seen = await client.lrange("witness:conflicts", 0, -1)
+        stale_own = await client.get("witness:stale_own")
     finally:
         await client.aclose()
     for conflict in seen:  # shown with a failing test's output: which activations met
         print(f"witness conflict: {conflict!r}")
+    print(f"witness: {int(stale_own or 0)} turns found their own activation's lock")
     return int(raw or 0)

@@ -48,6 +48,11 @@ def lock_key(key: str) -> str:
 
 VIOLATIONS = "witness:violations"
 CONFLICTS = "witness:conflicts"  # one JSON object per violation: key, holder, taker, at
+# Turns that found the lock held by their own activation: an earlier release that failed, or
+# a SET that landed but whose reply was lost and whose retry then found it taken. Turns of
+# one activation never overlap (the turn-based guarantee, tested on its own), so these are
+# counted apart, not as violations.
+STALE_OWN = "witness:stale_own"
 
 
 def _text(value: object) -> str | None:
@@ -82,13 +87,17 @@ class Witness(Actor[CounterState]):
         try:
             taken = await client.set(lock, self.activation_id, nx=True, px=LOCK_TTL_MS)
             if not taken:
-                holder = await client.get(lock)
-                await client.incr(VIOLATIONS)
-                # Who held it says what happened: another activation (two running turns),
-                # this one (an earlier release that failed), or nobody any more.
-                seen = {"key": self.key, "holder": _text(holder), "taker": self.activation_id}
-                await client.rpush(CONFLICTS, json.dumps(seen | {"at": time.time()}))
-                raise DoubleActivation(f"{self.key}: lock held by activation {holder!r}")
+                holder = _text(await client.get(lock))
+                if holder == self.activation_id:
+                    await client.set(lock, self.activation_id, px=LOCK_TTL_MS)
+                    await client.incr(STALE_OWN)
+                # Between the refused SET and the GET the holder's lock may have lapsed: only
+                # a second refusal means another activation holds it now.
+                elif not await client.set(lock, self.activation_id, nx=True, px=LOCK_TTL_MS):
+                    await client.incr(VIOLATIONS)
+                    seen = {"key": self.key, "holder": holder, "taker": self.activation_id}
+                    await client.rpush(CONFLICTS, json.dumps(seen | {"at": time.time()}))
+                    raise DoubleActivation(f"{self.key}: lock held by activation {holder!r}")
         except RedisError as exc:
             # The witness itself is unreachable: a retryable failure, so nothing is recorded
             # and the caller tries again, rather than a terminal error for this key.
