@@ -6,7 +6,8 @@ a fixed JSON reply — the most a Python HTTP/1.1 server on this machine can ans
 ``python -m bench.echo link --port P [--redis URL]``: the link (bayou's own ``LinkServer``:
 one websocket, batched msgpack frames) answering every request at once or, with
 ``--redis``, after one Redis append per request made durable through bayou's own
-``GroupCommitter`` — every append submitted in one loop turn goes out in one pipeline.
+``GroupCommitter`` — every append submitted in one loop turn goes out in one pipeline, at
+most ``RedisStorage.commit_batch`` of them, as the silo bounds its own commits on Redis.
 That is the durable ceiling: bayou's fast path minus the actor.
 """
 
@@ -25,7 +26,7 @@ from bayou import codec
 from bayou.runtime.transport_server import LinkServer
 from bayou.storage.contract import Commit, Storage
 from bayou.storage.group_commit import GroupCommitter
-from bayou.storage.redis import make_client
+from bayou.storage.redis import RedisStorage, make_client
 
 
 class _Appender:
@@ -58,7 +59,10 @@ def _http_app() -> web.Application:
 def _link_app(redis_url: str | None) -> web.Application:
     committer: GroupCommitter | None = None
     if redis_url:
-        committer = GroupCommitter(cast(Storage, _Appender(redis_url)))
+        # Bounded as bayou's silo bounds its commits on Redis: the ceiling built the same way.
+        committer = GroupCommitter(
+            cast(Storage, _Appender(redis_url)), max_batch=RedisStorage.commit_batch
+        )
 
     async def handle(payload: Any) -> Any:
         if committer is not None:

@@ -31,6 +31,13 @@ class SiloSettings(BaseModel):
     )
     partitions: int = Field(1024, ge=1, le=1 << 16, description="fixed per cluster")
     kv_cache_entries: int = Field(256, ge=0, description="entity kv values cached per activation")
+    commit_batch: int | None = Field(
+        None,
+        ge=1,
+        description="most writes one group commit carries; unset, the store's own bound "
+        "(96 on Redis, which then writes one batch while the silo runs the next turns; 512 "
+        "on the embedded store)",
+    )
     lease: float = Field(
         3.0, gt=0, description="membership lease; a silo silent this long is declared dead"
     )

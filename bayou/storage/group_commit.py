@@ -1,8 +1,9 @@
 """Group commit: many actors' commits made durable by one ``Storage.commit`` call.
 
-Every commit submitted during one event-loop turn joins the same batch; while a batch is
-being written, new submissions wait for the next one. With at most one flush in flight
-the store sees one transaction (one fsync) per flush instead of one per invocation.
+Every commit submitted during one event-loop turn joins the same batch, up to ``max_batch``
+writes; while a batch is being written, new submissions wait for the next one. With at
+most one flush in flight the store sees one transaction (one fsync) per flush instead of
+one per invocation.
 Accepted tells (inbox puts) are batched the same way, into one ``Storage.inbox_put_many``
 per flush, and so are snapshots (``Storage.write_snapshots``), written alongside the
 batch's commits: a busy silo snapshots each of its actors every ``snapshot_interval``,
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from bayou.errors import BayouError, FencedWrite, StorageError
 from bayou.storage.contract import Commit, InboxPut, SnapshotPut, Storage
 
 _Item = Commit | InboxPut | SnapshotPut
+
+# Writes per batch, at most, unless the store asks for fewer (``Storage.commit_batch``).
+DEFAULT_MAX_BATCH: Final = 512
 _Pending = tuple[_Item, asyncio.Future[Any]]
 
 
@@ -30,7 +34,7 @@ class GroupCommitter:
     committer never closes ``storage``.
     """
 
-    def __init__(self, storage: Storage, max_batch: int = 512) -> None:
+    def __init__(self, storage: Storage, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.storage = storage

@@ -276,3 +276,24 @@ async def test_a_fault_of_the_committer_fails_its_batch_instead_of_hanging_it() 
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommitter(MemoryStorage(), max_batch=0)
+
+
+class _NarrowStore(MemoryStorage):
+    commit_batch = 7
+
+
+@pytest.mark.parametrize(
+    ("storage", "setting", "bound"),
+    [(MemoryStorage(), None, 512), (_NarrowStore(), None, 7), (_NarrowStore(), 3, 3)],
+)
+def test_a_silo_bounds_its_batches_as_its_store_asks_unless_told(
+    storage: MemoryStorage, setting: int | None, bound: int
+) -> None:
+    from bayou import App, SiloSettings
+    from bayou.runtime.silo import Silo
+    from bayou.storage.redis import RedisStorage
+    from tests.unit.actors import Recorder
+
+    assert RedisStorage.commit_batch < MemoryStorage.commit_batch  # Redis works beside us
+    silo = Silo(App([Recorder], SiloSettings(commit_batch=setting)), storage, port=0)
+    assert silo.committer.max_batch == bound
