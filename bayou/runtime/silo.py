@@ -109,9 +109,7 @@ class Silo:
             lease=settings.lease if membership is not None else 365 * 86400.0,
             heartbeat=settings.heartbeat_interval,
         )
-        self.committer = GroupCommitter(
-            storage, max_batch=settings.commit_batch or storage.commit_batch
-        )
+        self.committer = GroupCommitter(storage, max_batch=settings.commit_batch)
         self.ownership = PartitionOwnership(
             storage,
             self.silo_id,

@@ -14,27 +14,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from bayou.errors import BayouError, FencedWrite, StorageError
 from bayou.storage.contract import Commit, InboxPut, SnapshotPut, Storage
 
 _Item = Commit | InboxPut | SnapshotPut
-
-# Writes per batch, at most, unless the store asks for fewer (``Storage.commit_batch``).
-DEFAULT_MAX_BATCH: Final = 512
 _Pending = tuple[_Item, asyncio.Future[Any]]
 
 
 class GroupCommitter:
     """Batches ``submit`` calls into ``storage.commit``; each submitter gets its own outcome.
 
+    A batch holds at most ``max_batch`` writes, by default the store's ``commit_batch``.
     ``batches_flushed``, ``commits_flushed`` and ``inbox_flushed`` count the batches handed
     to the store and the commits and inbox puts they held, whatever their outcome. The
     committer never closes ``storage``.
     """
 
-    def __init__(self, storage: Storage, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, storage: Storage, max_batch: int | None = None) -> None:
+        if max_batch is None:  # as many writes at once as the store asks for
+            max_batch = storage.commit_batch
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.storage = storage
