@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import uvloop
 from aiohttp import web
@@ -30,7 +30,11 @@ from bayou.storage.redis import RedisStorage, make_client
 
 
 class _Appender:
-    """The one ``Storage`` method ``GroupCommitter`` uses: a batch of appends, one pipeline."""
+    """What ``GroupCommitter`` uses of a ``Storage``: its batch bound (Redis's, as bayou's
+    silo bounds its commits on Redis: the ceiling built the same way) and ``commit``, here
+    a batch of appends in one pipeline."""
+
+    commit_batch: ClassVar[int] = RedisStorage.commit_batch
 
     def __init__(self, url: str) -> None:
         self.client = make_client(url)
@@ -59,10 +63,7 @@ def _http_app() -> web.Application:
 def _link_app(redis_url: str | None) -> web.Application:
     committer: GroupCommitter | None = None
     if redis_url:
-        # Bounded as bayou's silo bounds its commits on Redis: the ceiling built the same way.
-        committer = GroupCommitter(
-            cast(Storage, _Appender(redis_url)), max_batch=RedisStorage.commit_batch
-        )
+        committer = GroupCommitter(cast(Storage, _Appender(redis_url)))
 
     async def handle(payload: Any) -> Any:
         if committer is not None:
