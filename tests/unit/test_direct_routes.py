@@ -27,7 +27,9 @@ EXPECTING = {"Expect": "100-continue", "Idempotency-Key": "expected"}
 
 
 @dataclass
-class Served2:
+class TwoServers:
+    """Base URLs of one silo's app served with the direct routes and without them."""
+
     direct: str
     routed: str
     via_router: list[str]  # paths the direct server handed to the router
@@ -42,7 +44,7 @@ async def _serve(runner: HttpRunner) -> str:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[Served2]:
+async def served() -> AsyncIterator[TwoServers]:
     app = App([Recorder], SiloSettings(max_body_bytes=MAX_BODY))
     silo = Silo(app, MemoryStorage(), port=0, secret=SECRET)
     await silo.start(serve_http=False)
@@ -60,7 +62,7 @@ async def served() -> AsyncIterator[Served2]:
     direct = HttpRunner(build_http_app(silo), front=counting, access_log=None)
     routed = HttpRunner(build_http_app(silo), access_log=None)
     try:
-        yield Served2(await _serve(direct), await _serve(routed), via_router)
+        yield TwoServers(await _serve(direct), await _serve(routed), via_router)
     finally:
         await direct.cleanup()
         await routed.cleanup()
@@ -113,7 +115,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
 
 @pytest.mark.parametrize(("method", "path", "body", "headers", "direct"), CASES)
 async def test_direct_and_routed_answer_alike(
-    served: Served2, method: str, path: str, body: bytes, headers: dict[str, str], direct: bool
+    served: TwoServers, method: str, path: str, body: bytes, headers: dict[str, str], direct: bool
 ) -> None:
     async with aiohttp.ClientSession(skip_auto_headers={"Content-Type"}) as session:
         sent = AUTH | headers
@@ -126,7 +128,7 @@ async def test_direct_and_routed_answer_alike(
     assert (path not in served.via_router) is direct, served.via_router
 
 
-async def test_the_direct_call_is_the_same_call(served: Served2) -> None:
+async def test_the_direct_call_is_the_same_call(served: TwoServers) -> None:
     """A call made through one server is the one the other sees (one silo behind both)."""
     path = "/v1/actors/recorder/shared/add"
     async with aiohttp.ClientSession() as session:
