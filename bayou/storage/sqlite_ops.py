@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -287,13 +287,23 @@ def write_snapshots(
     conn: sqlite3.Connection, batch: Sequence[SnapshotPut]
 ) -> list[BaseException | None]:
     """One transaction (one fsync) for the batch; a fenced snapshot writes nothing."""
-    results: list[BaseException | None] = []
+    return _each_fenced(conn, batch, lambda put: _put_snapshot(conn, put.actor, put.snapshot))
+
+
+_Put = TypeVar("_Put", SnapshotPut, InboxPut)
+_Written = TypeVar("_Written")
+
+
+def _each_fenced(
+    conn: sqlite3.Connection, batch: Sequence[_Put], write: Callable[[_Put], _Written]
+) -> list[_Written | BaseException]:
+    """``write(put)`` for each put whose fence holds, all in one transaction; a fenced
+    put's result is its FencedWrite, and it writes nothing."""
+    results: list[_Written | BaseException] = []
     with _transaction(conn):
         for put in batch:
             fenced = _fence_error(conn, put.actor, put.fence)
-            if fenced is None:
-                _put_snapshot(conn, put.actor, put.snapshot)
-            results.append(fenced)
+            results.append(write(put) if fenced is None else fenced)
     return results
 
 
@@ -348,33 +358,24 @@ def inbox_put(
 ) -> bool:
     with _transaction(conn):
         _check_fence(conn, actor, fence)
-        cursor = conn.execute(
-            "INSERT INTO inbox (type, key, partition, id, data) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (type, key, id) DO NOTHING",
-            (actor.type, actor.key, actor.partition, message.id, message.data),
-        )
-        return cursor.rowcount == 1
+        return _insert_inbox(conn, actor, message)
 
 
 def inbox_put_many(
     conn: sqlite3.Connection, batch: Sequence[InboxPut]
 ) -> list[bool | BaseException]:
     """One transaction (one fsync) for the batch; a fenced put writes nothing."""
-    results: list[bool | BaseException] = []
-    with _transaction(conn):
-        for put in batch:
-            actor = put.actor
-            fenced = _fence_error(conn, actor, put.fence)
-            if fenced is not None:
-                results.append(fenced)
-                continue
-            cursor = conn.execute(
-                "INSERT INTO inbox (type, key, partition, id, data) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (type, key, id) DO NOTHING",
-                (actor.type, actor.key, actor.partition, put.message.id, put.message.data),
-            )
-            results.append(cursor.rowcount == 1)
-    return results
+    return _each_fenced(conn, batch, lambda put: _insert_inbox(conn, put.actor, put.message))
+
+
+def _insert_inbox(conn: sqlite3.Connection, actor: ActorKey, message: InboxMessage) -> bool:
+    """Store ``message`` unless one with its id waits already; True if stored now."""
+    cursor = conn.execute(
+        "INSERT INTO inbox (type, key, partition, id, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (type, key, id) DO NOTHING",
+        (actor.type, actor.key, actor.partition, message.id, message.data),
+    )
+    return cursor.rowcount == 1
 
 
 def inbox_read(conn: sqlite3.Connection, actor: ActorKey) -> list[InboxMessage]:
