@@ -374,11 +374,7 @@ async def _call(request: web.Request) -> web.StreamResponse:
 async def _call_actor(
     silo: Silo, request: web.BaseRequest, type_name: str, key: str, method: str
 ) -> web.Response:
-    _check_key(key)
-    silo.resolve(type_name, method)  # 404 before reading a body we would discard
-    args = await _read_args(request, silo)
-    idempotency_key = _idempotency_key(request)
-    timeout = _timeout(request, silo)
+    args, idempotency_key, timeout = await _invocation(silo, request, type_name, key, method)
     # An actor active here is called as the link calls it: queued at once, one waiter.
     found = silo.call_nowait(type_name, key, method, args, idempotency_key, timeout, 0, ())
     if found is not None:
@@ -397,11 +393,7 @@ async def _tell(request: web.Request) -> web.StreamResponse:
 async def _tell_actor(
     silo: Silo, request: web.BaseRequest, type_name: str, key: str, method: str
 ) -> web.Response:
-    _check_key(key)
-    silo.resolve(type_name, method)
-    args = await _read_args(request, silo)
-    idempotency_key = _idempotency_key(request)
-    timeout = _timeout(request, silo)
+    args, idempotency_key, timeout = await _invocation(silo, request, type_name, key, method)
     found = silo.tell_nowait(type_name, key, method, args, idempotency_key, timeout, 0)
     if found is not None:
         message_id = await silo.replies.until(*found)
@@ -410,6 +402,17 @@ async def _tell_actor(
             type_name, key, method, args, message_id=idempotency_key, timeout=timeout
         )
     return _reply(silo, request, {"message_id": message_id}, status=202)
+
+
+async def _invocation(
+    silo: Silo, request: web.BaseRequest, type_name: str, key: str, method: str
+) -> tuple[dict[str, Any], str | None, float | None]:
+    """A call's or tell's arguments, idempotency key and timeout, each checked; an unknown
+    type or method is a 404 before the body (which would be discarded) is read."""
+    _check_key(key)
+    silo.resolve(type_name, method)
+    args = await _read_args(request, silo)
+    return args, _idempotency_key(request), _timeout(request, silo)
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
